@@ -1,0 +1,120 @@
+"""A dense-valued matrix kept as sparse deltas plus one constant per row.
+
+``rank_probit`` gives every zero of a cell the same value, so its result is
+``deltas + row_offsets[:, None]`` with ``deltas`` as sparse as the counts. Products,
+column moments and row/column subsets are computed from the two parts, so scaling, PCA
+and projection never build the dense cells × genes matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import LinearOperator
+
+
+@dataclass(frozen=True, eq=False)
+class OffsetSparseMatrix:
+    """Matrix whose dense value is ``deltas.toarray() + row_offsets[:, None]``.
+
+    Parameters
+    ----------
+    deltas
+        Sparse CSR matrix (cells × genes) of differences to the row constant.
+    row_offsets
+        The value of every implicit entry, one per row.
+    """
+
+    deltas: sparse.csr_matrix
+    row_offsets: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not sparse.issparse(self.deltas):
+            raise TypeError("deltas must be a scipy sparse matrix.")
+        deltas = sparse.csr_matrix(self.deltas)
+        offsets = np.asarray(self.row_offsets, dtype=deltas.dtype).ravel()
+        if offsets.shape[0] != deltas.shape[0]:
+            raise ValueError(f"row_offsets has {offsets.shape[0]} entries but deltas has {deltas.shape[0]} rows.")
+        object.__setattr__(self, "deltas", deltas)
+        object.__setattr__(self, "row_offsets", offsets)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.deltas.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.deltas.dtype
+
+    ndim = 2
+
+    @property
+    def nbytes(self) -> int:
+        return self.deltas.data.nbytes + self.deltas.indices.nbytes + self.deltas.indptr.nbytes + self.row_offsets.nbytes
+
+    def __repr__(self) -> str:
+        return f"OffsetSparseMatrix(shape={self.shape}, nnz={self.deltas.nnz}, dtype={self.dtype})"
+
+    def toarray(self) -> np.ndarray:
+        """The dense values (cells × genes). Builds the full matrix: use on small data only."""
+        dense = self.deltas.toarray()
+        dense += self.row_offsets[:, None]
+        return dense
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        dense = self.toarray()
+        return dense if dtype is None else dense.astype(dtype, copy=False)
+
+    def matmul(self, right: np.ndarray) -> np.ndarray:
+        """``self @ right`` for a dense vector or matrix with ``n_genes`` rows."""
+        right = np.asarray(right)
+        product = self.deltas @ right
+        if right.ndim == 1:
+            return product + self.row_offsets * right.sum()
+        return product + np.outer(self.row_offsets, right.sum(axis=0))
+
+    def rmatmul(self, left: np.ndarray) -> np.ndarray:
+        """``self.T @ left`` for a dense vector or matrix with ``n_cells`` rows."""
+        left = np.asarray(left)
+        product = self.deltas.T @ left
+        offset_weight = self.row_offsets @ left
+        if left.ndim == 1:
+            return product + offset_weight
+        return product + offset_weight[None, :]
+
+    def __matmul__(self, right: np.ndarray) -> np.ndarray:
+        return self.matmul(right)
+
+    def __rmatmul__(self, left: np.ndarray) -> np.ndarray:
+        return self.rmatmul(np.asarray(left).T).T
+
+    def column_sums(self) -> np.ndarray:
+        """Sum over cells of each gene, in float64."""
+        return np.asarray(self.deltas.sum(axis=0, dtype=np.float64)).ravel() + self.row_offsets.sum(dtype=np.float64)
+
+    def column_mean_var(self, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Per-gene mean and variance of the dense values, accumulated in float64."""
+        n_cells = self.shape[0]
+        offsets = self.row_offsets.astype(np.float64)
+        deltas = self.deltas.astype(np.float64)
+        sums = np.asarray(deltas.sum(axis=0)).ravel() + offsets.sum()
+        squares = (
+            np.asarray(deltas.multiply(deltas).sum(axis=0)).ravel()
+            + 2.0 * (deltas.T @ offsets)
+            + np.dot(offsets, offsets)
+        )
+        mean = sums / n_cells
+        variance = (squares - n_cells * mean**2) / max(n_cells - ddof, 1)
+        return mean, np.maximum(variance, 0.0)
+
+    def __getitem__(self, key) -> OffsetSparseMatrix:
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        return OffsetSparseMatrix(self.deltas[rows][:, cols], self.row_offsets[rows])
+
+    def as_linear_operator(self) -> LinearOperator:
+        """A scipy LinearOperator for iterative solvers."""
+        return LinearOperator(
+            self.shape, matvec=self.matmul, matmat=self.matmul, rmatvec=self.rmatmul, rmatmat=self.rmatmul, dtype=self.dtype
+        )

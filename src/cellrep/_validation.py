@@ -1,0 +1,136 @@
+"""Input checks shared by every public function.
+
+Each check raises a ``ValueError`` or ``TypeError`` whose message says what to do, and
+never modifies its input, so a failing call leaves the AnnData as it was.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+SUPPORTED_MATRIX_TYPES = "a numpy ndarray, a scipy CSR/CSC matrix or array, or a dask array"
+
+
+def get_matrix(adata, layer: str | None = None):
+    """Return ``adata.X`` or ``adata.layers[layer]``, with a clear error for a wrong layer."""
+    if layer is None:
+        if adata.X is None:
+            raise ValueError("adata.X is None; pass `layer=` naming the layer that holds the data.")
+        return adata.X
+    if layer not in adata.layers:
+        available = list(adata.layers.keys()) or "none"
+        raise ValueError(f"Layer {layer!r} not found in adata.layers (available: {available}). Pass layer=None to use adata.X.")
+    return adata.layers[layer]
+
+
+def is_dask_array(matrix) -> bool:
+    return type(matrix).__module__.startswith("dask.")
+
+
+def check_matrix_type(matrix) -> None:
+    """Raise a TypeError unless ``matrix`` is dense, CSR, CSC or dask."""
+    if isinstance(matrix, np.ndarray) or is_dask_array(matrix):
+        return
+    if sparse.issparse(matrix) and matrix.format in ("csr", "csc"):
+        return
+    kind = f"a scipy sparse {matrix.format.upper()} matrix" if sparse.issparse(matrix) else type(matrix).__name__
+    raise TypeError(f"Expected {SUPPORTED_MATRIX_TYPES}, got {kind}. Convert it first, for example with `.tocsr()`.")
+
+
+def _stored_values(matrix) -> np.ndarray:
+    return matrix.data if sparse.issparse(matrix) else np.asarray(matrix)
+
+
+def check_finite(matrix, what: str = "the data") -> None:
+    """Raise a ValueError if ``matrix`` holds NaN or infinite values."""
+    if is_dask_array(matrix):
+        return  # checked lazily per block by the dask code paths
+    values = _stored_values(matrix)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        n_bad = int(np.size(values) - np.isfinite(values).sum())
+        raise ValueError(f"{what} contains {n_bad} NaN or infinite values. Remove or impute them before calling this function.")
+
+
+def check_counts(matrix, what: str = "the data", *, require_integer: bool = True) -> None:
+    """Raise a ValueError unless ``matrix`` holds finite, non-negative (integer) counts."""
+    check_matrix_type(matrix)
+    check_finite(matrix, what)
+    if is_dask_array(matrix):
+        return
+    values = _stored_values(matrix)
+    if values.size and values.min() < 0:
+        raise ValueError(
+            f"{what} contains negative values, but raw counts are needed. "
+            "Pass `layer=` naming the layer with raw counts (for example 'counts')."
+        )
+    if require_integer and values.dtype.kind == "f" and values.size and not np.all(values == np.round(values)):
+        raise ValueError(
+            f"{what} contains non-integer values, but raw integer counts are needed. "
+            "Pass `layer=` naming the layer with raw counts; normalized or log data cannot be used here."
+        )
+
+
+def warn_empty_cells(row_totals: np.ndarray, *, stacklevel: int = 3) -> None:
+    """Warn, as scanpy does, when some cells have zero total counts."""
+    n_empty = int(np.sum(np.asarray(row_totals) == 0))
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} cells have zero counts; their values stay zero. Filter them with `sc.pp.filter_cells(adata, min_counts=1)`.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def check_labels(adata, labels_key: str, *, min_cells_per_class: int = 2) -> np.ndarray:
+    """Validate a label column and return a boolean mask of usable cells.
+
+    Cells with missing labels and classes with fewer than ``min_cells_per_class`` cells are
+    dropped from the mask with a warning. Raises a ValueError if the column is missing or
+    fewer than two classes remain.
+    """
+    if labels_key is None or labels_key not in adata.obs.columns:
+        available = ", ".join(map(str, adata.obs.columns[:20])) or "none"
+        raise ValueError(f"labels_key {labels_key!r} is not a column of adata.obs (columns: {available}).")
+    labels = adata.obs[labels_key]
+    usable = labels.notna().to_numpy()
+    if not usable.all():
+        warnings.warn(f"{(~usable).sum()} cells have a missing {labels_key!r} label and are ignored.", UserWarning, stacklevel=3)
+    counts = labels[usable].astype(str).value_counts()
+    rare = counts.index[counts < min_cells_per_class]
+    if len(rare):
+        warnings.warn(
+            f"Classes with fewer than {min_cells_per_class} cells are ignored: {sorted(rare)}.", UserWarning, stacklevel=3
+        )
+        usable &= ~labels.astype(str).isin(rare).to_numpy()
+    if pd.unique(labels[usable].astype(str)).size < 2:
+        raise ValueError(f"{labels_key!r} needs at least two classes with {min_cells_per_class} or more cells each.")
+    return usable
+
+
+def check_gene_overlap(
+    reference_genes: Sequence[str], query_genes: Sequence[str], *, min_overlap: int | float = 1
+) -> np.ndarray:
+    """Return the shared genes in reference order; raise when fewer than ``min_overlap`` are shared.
+
+    ``min_overlap`` below 1 is read as a fraction of the reference genes.
+    """
+    reference_index = pd.Index(reference_genes)
+    shared = reference_index[reference_index.isin(pd.Index(query_genes))]
+    needed = int(np.ceil(min_overlap * len(reference_index))) if 0 < min_overlap < 1 else int(min_overlap)
+    if len(shared) < max(needed, 1):
+        raise ValueError(
+            f"Only {len(shared)} of {len(reference_index)} reference genes are present in the query "
+            f"(at least {max(needed, 1)} needed). Check that both use the same gene identifiers "
+            "(symbols vs Ensembl IDs) and species; use `cr.tl.map_orthologs` across species."
+        )
+    return shared.to_numpy()
+
+
+def store_params(adata, key: str, params: dict, **results) -> None:
+    """Write ``adata.uns[key] = {'params': params, **results}`` in scanpy's convention."""
+    adata.uns[key] = {"params": dict(params), **results}
