@@ -1,0 +1,5 @@
+"""Placeholder: being implemented."""
+
+
+def pca(*args, **kwargs):
+    raise NotImplementedError("pca is being implemented")
