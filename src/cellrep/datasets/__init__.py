@@ -1,1 +1,12 @@
-"""cellrep.datasets."""
+"""Datasets: an embedded default that works offline, and pooch loaders for public sources.
+
+Downloads are cached in :func:`default_data_dir` (``$CELLREP_DATA_DIR`` or the OS cache folder);
+every loader takes ``path=`` to read a local copy instead.
+"""
+
+from ._baron import baron_pancreas, read_baron_csv
+from ._default import pbmc68k_reduced_counts
+from ._pbmc3k import pbmc3k
+from ._registry import default_data_dir
+
+__all__ = ["baron_pancreas", "default_data_dir", "pbmc3k", "pbmc68k_reduced_counts", "read_baron_csv"]

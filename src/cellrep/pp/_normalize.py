@@ -1,13 +1,153 @@
-"""Placeholder: being implemented."""
+"""Library-size normalization and log1p of AnnData, matching scanpy without densifying."""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+
+from anndata import AnnData
+
+from .._array._normalize import log1p_matrix, log_scale_for, normalize_rows
+from .._validation import check_counts, check_finite, store_params, warn_empty_cells
+from ._utils import check_copy_inplace, select_matrix, set_matrix
+
+_check_nonnegative = partial(check_counts, require_integer=False)
 
 
-def normalize_total(*args, **kwargs):
-    raise NotImplementedError("normalize_total is being implemented")
+def normalize_total(
+    adata: AnnData,
+    *,
+    target_sum: float | None = None,
+    layer: str | None = None,
+    key_added: str | None = None,
+    inplace: bool = True,
+    copy: bool = False,
+):
+    """Scale every cell to the same total count, as :func:`scanpy.pp.normalize_total`.
+
+    One numba pass per row over the stored values; CSR stays CSR, CSC stays CSC (scanpy
+    returns CSR for CSC input) and sparse input is never densified. Float32 and float64
+    data keep their dtype and are updated in place; integer data becomes float32, as in scanpy.
+    Library sizes are accumulated in float64.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with non-negative values (counts) in ``X`` or ``layer``.
+    target_sum
+        Total of every cell afterwards. ``None`` uses the median total of the non-empty
+        cells. (scanpy 1.11 takes the median of all cells, empty ones included, for CSR input.)
+    layer
+        Layer to normalize instead of ``X``.
+    key_added
+        If given, ``obs[key_added]`` receives the size factor of each cell, that is its
+        total count divided by ``target_sum`` (scanpy stores the same value).
+    inplace
+        Update ``adata``; ``False`` leaves it untouched and returns the normalized matrix.
+    copy
+        Work on and return a copy of ``adata``. Not compatible with ``inplace=False``.
+
+    Returns
+    -------
+    The normalized matrix if ``inplace=False`` (same format as the input; scanpy returns a
+    dict instead), the copy if ``copy=True``, else ``None``. ``uns['normalize_total']['params']``
+    records the target sum used and the layer.
+
+    Warns
+    -----
+    UserWarning
+        When some cells have zero counts; they stay zero.
+    """
+    check_copy_inplace(copy, inplace)
+    adata, matrix = select_matrix(adata, layer, copy=copy, modify=inplace, check=_check_nonnegative)
+    result, totals, used_target = normalize_rows(matrix, target_sum=target_sum, copy=not inplace)
+    warn_empty_cells(totals)
+    if not inplace:
+        return result
+    set_matrix(adata, result, layer)
+    if key_added is not None:
+        adata.obs[key_added] = totals / used_target
+    store_params(
+        adata, "normalize_total", {"target_sum": used_target, "layer": layer, "key_added": key_added}
+    )
+    return adata if copy else None
 
 
-def log1p(*args, **kwargs):
-    raise NotImplementedError("log1p is being implemented")
+def log1p(adata: AnnData, *, base: float | None = None, layer: str | None = None, copy: bool = False):
+    """Logarithmize ``X = log(1 + X)``, as :func:`scanpy.pp.log1p`.
+
+    Sparse input is transformed on its stored values only, keeping format and sparsity.
+    Float data keeps its dtype and is updated in place; integer data becomes float64, as in scanpy.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix.
+    base
+        Base of the logarithm; ``None`` is the natural logarithm.
+    layer
+        Layer to transform instead of ``X``.
+    copy
+        Work on and return a copy of ``adata``.
+
+    Returns
+    -------
+    The copy if ``copy=True``, else ``None``. Sets ``uns['log1p'] = {'base': base}`` like scanpy.
+    """
+    log_scale_for(base)  # validates base before anything is touched
+    if "log1p" in adata.uns:
+        warnings.warn(
+            "adata seems to be already log-transformed (uns['log1p'] exists).", UserWarning, stacklevel=2
+        )
+    adata, matrix = select_matrix(adata, layer, copy=copy, check=check_finite)
+    set_matrix(adata, log1p_matrix(matrix, base=base), layer)
+    adata.uns["log1p"] = {"base": base}
+    return adata if copy else None
 
 
-def log_normalize(*args, **kwargs):
-    raise NotImplementedError("log_normalize is being implemented")
+def log_normalize(
+    adata: AnnData,
+    *,
+    target_sum: float | None = 1e4,
+    base: float | None = None,
+    layer: str | None = None,
+    copy: bool = False,
+):
+    """Normalize to ``target_sum`` per cell and take ``log1p`` in one fused numba pass.
+
+    Equals :func:`normalize_total` followed by :func:`log1p` (and so scanpy's pair) up to
+    float rounding, but reads every stored value once and allocates nothing for float input
+    (for CSC input the library sizes need a first pass). Integer data becomes float32.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with non-negative values (counts) in ``X`` or ``layer``.
+    target_sum
+        Total of every cell before the log; ``None`` uses the median total of non-empty cells
+        (an extra pass over the data).
+    base
+        Base of the logarithm; ``None`` is the natural logarithm.
+    layer
+        Layer to transform instead of ``X``.
+    copy
+        Work on and return a copy of ``adata``.
+
+    Returns
+    -------
+    The copy if ``copy=True``, else ``None``. Sets ``uns['log1p'] = {'base': base}`` like scanpy
+    and ``uns['log_normalize']['params']``.
+
+    Warns
+    -----
+    UserWarning
+        When some cells have zero counts; they stay zero.
+    """
+    log_scale_for(base)  # validates base before anything is touched
+    adata, matrix = select_matrix(adata, layer, copy=copy, check=_check_nonnegative)
+    result, totals, used_target = normalize_rows(matrix, target_sum=target_sum, log=True, base=base)
+    warn_empty_cells(totals)
+    set_matrix(adata, result, layer)
+    adata.uns["log1p"] = {"base": base}
+    store_params(adata, "log_normalize", {"target_sum": used_target, "base": base, "layer": layer})
+    return adata if copy else None

@@ -1,5 +1,180 @@
-"""Placeholder: being implemented."""
+"""``cr.tl.transfer_labels``: annotate a query from a labelled reference."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .._validation import check_labels, store_params
+from ._classifiers import DEFAULT_C, EMBEDDING_METHODS, make_classifier
+from ._linear import linear_embedding, project, transform_key
+
+METHODS = (*EMBEDDING_METHODS, "sctop")
+UNKNOWN = "unknown"
+# The settings that won the benchmark overall (within-dataset splits and cross-species, see
+# benchmarks/run_accuracy.py): log counts, HVG genes, reference standardization clipped at
+# ±5 (robust to genes far outside their reference range), no whitening.
+DEFAULT_LINEAR_KWARGS = {"normalization": "log", "gene_selection": "hvg", "whiten": False, "max_value": 5.0}
+DEFAULT_STANDARDIZE = "reference"
+LABEL_WARNINGS = r".*(have a missing|Classes with fewer than)"
 
 
-def transfer_labels(*args, **kwargs):
-    raise NotImplementedError("transfer_labels is being implemented")
+def _embeddings(ref, query, labels_key: str, use_rep: str | None, standardize: str, layer, linear_kwargs: dict):
+    """Reference and query coordinates in the representation ``use_rep`` (computed when ``None``)."""
+    if use_rep is None:
+        use_rep = "X_linear"
+        with warnings.catch_warnings():
+            # transfer_labels already warned about the labels it ignores
+            warnings.filterwarnings("ignore", message=LABEL_WARNINGS, category=UserWarning)
+            linear_embedding(ref, labels_key=labels_key, layer=layer, key_added=use_rep, **linear_kwargs)
+        project(query, ref, key=use_rep, standardize=standardize, layer=layer)
+    if use_rep not in ref.obsm:
+        raise ValueError(f"ref.obsm has no {use_rep!r}; compute it first or pass use_rep=None.")
+    if use_rep not in query.obsm:
+        if transform_key(use_rep) not in ref.uns:
+            raise ValueError(f"query.obsm has no {use_rep!r}, and ref holds no linear transform to project the query.")
+        project(query, ref, key=use_rep, standardize=standardize, layer=layer)
+    reference, target = np.asarray(ref.obsm[use_rep]), np.asarray(query.obsm[use_rep])
+    if reference.shape[1] != target.shape[1]:
+        raise ValueError(f"obsm[{use_rep!r}] has {reference.shape[1]} columns in ref but {target.shape[1]} in query.")
+    return reference, target
+
+
+def _sctop_probabilities(ref, query, labels_key: str, layer):
+    """scTOP scores of the query cells on the reference type basis, clipped at 0 and normalized per cell."""
+    from ._sctop import sctop_basis, sctop_score
+
+    basis = sctop_basis(ref, labels_key=labels_key, layer=layer)
+    scores = np.asarray(sctop_score(query, basis, layer=layer, inplace=False), dtype=np.float64)
+    classes = np.asarray(basis.columns.astype(str))
+    positive = np.clip(scores, 0, None)
+    totals = positive.sum(axis=1, keepdims=True)
+    proba = np.divide(positive, totals, out=np.full_like(positive, 1.0 / classes.size), where=totals > 0)
+    return classes, proba
+
+
+def transfer_labels(
+    ref,
+    query,
+    *,
+    labels_key: str,
+    method: str = "logreg",
+    use_rep: str | None = None,
+    key_added: str | None = None,
+    class_weight: str | None = "balanced",
+    unknown_threshold: float = 0.0,
+    C: float = DEFAULT_C,
+    n_neighbors: int = 15,
+    resolution: float = 1.0,
+    min_cluster_size: int = 30,
+    standardize: str = DEFAULT_STANDARDIZE,
+    layer: str | None = None,
+    linear_kwargs: dict | None = None,
+    random_state: int = 0,
+) -> None:
+    """Predict ``ref.obs[labels_key]`` for every cell of ``query``.
+
+    A classifier is trained on the reference cells in a shared representation and applied
+    to the query. With ``use_rep=None`` that representation is :func:`linear_embedding`
+    fitted on ``ref`` (written to ``ref.obsm['X_linear']``) and the query is mapped with
+    :func:`project` (``query.obsm['X_linear']``).
+
+    Parameters
+    ----------
+    ref
+        Labelled reference AnnData (raw counts when ``use_rep`` is None or ``method='sctop'``).
+    query
+        AnnData to annotate.
+    labels_key
+        ``ref.obs`` column with the labels. Cells with a missing label and classes with a
+        single cell are left out of training, with a warning.
+    method
+        ``'logreg'`` (logistic regression), ``'knn'`` (distance-weighted k nearest
+        neighbours), ``'centroid'`` (nearest class centroid), ``'local_logreg'`` (Leiden
+        clusters of the reference, one logistic regression per cluster, query cells assigned
+        by kNN, the global model where a cluster has none) or ``'sctop'`` (scTOP scores on
+        the counts, ``use_rep`` ignored; the "probabilities" are the positive scores
+        normalized per cell).
+    use_rep
+        ``obsm`` key of an existing shared representation. If the query lacks it but the
+        reference holds its fitted linear transform, the query is projected first.
+    key_added
+        Prefix of the outputs; defaults to ``labels_key``.
+    class_weight
+        Class weighting of the logistic regressions (``'balanced'`` or ``None``).
+    unknown_threshold
+        Cells whose confidence (top probability) is below it are called ``'unknown'``
+        (candidate novel types); 0 never calls unknown.
+    C
+        Inverse L2 regularization strength of the logistic regressions.
+    n_neighbors
+        Neighbours for ``'knn'`` and ``'local_logreg'``.
+    resolution, min_cluster_size
+        Leiden resolution and smallest cluster with its own model (``'local_logreg'``).
+    standardize
+        Passed to :func:`project`: ``'reference'`` (default; with the clipping of the default
+        embedding this is the most robust across datasets and species) or ``'query'``
+        (per-dataset standardization, which needs a query with a mix of cell types).
+    layer
+        Layer with the counts instead of ``X``.
+    linear_kwargs
+        Arguments of :func:`linear_embedding` when ``use_rep`` is None. The defaults won the
+        benchmark: ``normalization='log'``, ``gene_selection='hvg'``, ``whiten=False``,
+        ``max_value=5`` (plus ``n_genes=2000``, ``n_comps=50``); entries given here override them.
+    random_state
+        Seed for the PCA, the classifiers and Leiden.
+
+    Writes to ``query``: ``obs[f'{key}_pred']`` (categorical), ``obs[f'{key}_confidence']``,
+    ``obsm[f'{key}_proba']`` (cells × classes) and ``uns[f'{key}_transfer']`` with the
+    class names (``'classes'``, the column order of the probabilities) and ``'params'``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    if not 0 <= unknown_threshold <= 1:
+        raise ValueError(f"unknown_threshold must be within [0, 1], got {unknown_threshold}.")
+    usable = check_labels(ref, labels_key)
+    labels = ref.obs[labels_key].astype(str).to_numpy()[usable]
+    if method == "sctop":
+        training = ref if usable.all() else ref[usable].copy()
+        classes, proba = _sctop_probabilities(training, query, labels_key, layer)
+    else:
+        linear_kwargs = {**DEFAULT_LINEAR_KWARGS, **(linear_kwargs or {})}
+        reference, target = _embeddings(ref, query, labels_key, use_rep, standardize, layer, linear_kwargs)
+        classifier = make_classifier(
+            method,
+            class_weight=class_weight,
+            C=C,
+            n_neighbors=n_neighbors,
+            resolution=resolution,
+            min_cluster_size=min_cluster_size,
+            random_state=random_state,
+        ).fit(reference[usable], labels)
+        classes, proba = np.asarray(classifier.classes_).astype(str), classifier.predict_proba(target)
+    _write_predictions(query, key_added or labels_key, classes, proba, unknown_threshold)
+    params = {
+        "labels_key": labels_key,
+        "method": method,
+        "use_rep": use_rep,
+        "class_weight": class_weight,
+        "unknown_threshold": unknown_threshold,
+        "C": C,
+        "n_neighbors": n_neighbors,
+        "standardize": standardize,
+        "layer": layer,
+        "linear_kwargs": dict(linear_kwargs or {}) if use_rep is None and method != "sctop" else {},
+    }
+    store_params(query, f"{key_added or labels_key}_transfer", params, classes=classes)
+
+
+def _write_predictions(query, key: str, classes: np.ndarray, proba: np.ndarray, unknown_threshold: float) -> None:
+    confidence = proba.max(axis=1)
+    predicted = classes[np.argmax(proba, axis=1)].astype(object)
+    categories = list(classes)
+    if unknown_threshold > 0:
+        predicted[confidence < unknown_threshold] = UNKNOWN
+        categories.append(UNKNOWN)
+    query.obs[f"{key}_pred"] = pd.Categorical(predicted, categories=categories)
+    query.obs[f"{key}_confidence"] = confidence
+    query.obsm[f"{key}_proba"] = proba.astype(np.float32)

@@ -1,0 +1,154 @@
+"""Library-size normalization and log1p on dense, CSR and CSC matrices, never densifying.
+
+Float32 and float64 input keeps its dtype (and is updated in place unless ``copy``);
+other dtypes give a new float array of the dtype passed as ``integer_dtype``.
+Sparse results keep their format and sparsity structure.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from scipy import sparse
+
+from .._kernels._normalize import (
+    multiply_major,
+    multiply_minor,
+    normalize_dense_rows,
+    normalize_major,
+)
+from .._settings import numba_threads, settings
+from ._moments import is_csc, is_csr, row_sums
+
+LOG1P_CHUNK = 1 << 20  # values per numpy call in log1p_matrix
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def output_dtype(dtype, integer_dtype) -> np.dtype:
+    """``dtype`` when it is float32/float64, else ``integer_dtype``."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype in FLOAT_DTYPES else np.dtype(integer_dtype)
+
+
+def stored_values(matrix) -> np.ndarray:
+    """The array a kernel reads: ``.data`` of a sparse matrix, the array itself when dense."""
+    return matrix.data if sparse.issparse(matrix) else np.asarray(matrix)
+
+
+def output_buffer(matrix, dtype, *, copy: bool) -> np.ndarray:
+    """Where a kernel writes: the input's own values when possible (in place), else a new array."""
+    values = stored_values(matrix)
+    if not copy and values.dtype == dtype and (values.flags.c_contiguous or values.flags.f_contiguous):
+        return values
+    return np.empty_like(values, dtype=dtype)
+
+
+def with_values(matrix, values: np.ndarray, *, copy: bool):
+    """``matrix`` holding ``values`` (same format and structure); ``copy`` also copies the index arrays."""
+    if values is stored_values(matrix):
+        return matrix
+    if not sparse.issparse(matrix):
+        return values
+    indices, indptr = (
+        (matrix.indices.copy(), matrix.indptr.copy()) if copy else (matrix.indices, matrix.indptr)
+    )
+    return type(matrix)((values, indices, indptr), shape=matrix.shape)
+
+
+def log_scale_for(base: float | None) -> float:
+    """Factor turning a natural log into a log of ``base``."""
+    if base is None:
+        return 1.0
+    if base <= 0 or base == 1:
+        raise ValueError(f"base must be positive and not 1, got {base}.")
+    return float(1.0 / np.log(base))
+
+
+def median_library_size(totals: np.ndarray) -> float:
+    """Median of the non-zero totals (1.0 when every cell is empty)."""
+    nonzero = totals[totals > 0]
+    return float(np.median(nonzero)) if nonzero.size else 1.0
+
+
+def normalize_rows(
+    matrix,
+    *,
+    target_sum: float | None = None,
+    log: bool = False,
+    base: float | None = None,
+    integer_dtype=np.float32,
+    copy: bool = False,
+) -> tuple[object, np.ndarray, float]:
+    """Scale each row to sum to ``target_sum``, optionally followed by ``log1p`` in the same pass.
+
+    Parameters
+    ----------
+    matrix
+        Dense, CSR or CSC matrix with cells as rows.
+    target_sum
+        Total of every non-empty row afterwards; ``None`` uses the median of non-empty row totals.
+    log
+        Apply ``log1p`` (of ``base``) to the normalized values in the same pass.
+    base
+        Logarithm base; ``None`` is the natural log.
+    integer_dtype
+        Output dtype for non-float input.
+    copy
+        Leave ``matrix`` untouched and return a new one.
+
+    Returns
+    -------
+    ``(result, row_totals, target_sum)``: the normalized matrix (same format), the float64
+    row totals before normalization and the target sum used. Empty rows stay zero.
+    """
+    dtype = output_dtype(stored_values(matrix).dtype, integer_dtype)
+    log_scale = log_scale_for(base)
+    totals = None
+    if target_sum is None or is_csc(matrix):
+        totals = row_sums(matrix)
+    if target_sum is None:
+        target_sum = median_library_size(totals)
+    if target_sum <= 0:
+        raise ValueError(f"target_sum must be positive, got {target_sum}.")
+    out = output_buffer(matrix, dtype, copy=copy)
+    with numba_threads():
+        if totals is not None and sparse.issparse(matrix):  # totals known: one multiplying pass
+            factors = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
+            if is_csc(matrix):  # a CSC row is a minor index
+                multiply_minor(matrix.data, matrix.indices, factors, log, log_scale, out)
+            else:
+                multiply_major(matrix.data, matrix.indptr, factors, log, log_scale, out)
+        else:
+            totals = np.empty(matrix.shape[0], dtype=np.float64)
+            if is_csr(matrix):
+                normalize_major(matrix.data, matrix.indptr, float(target_sum), log, log_scale, out, totals)
+            else:
+                normalize_dense_rows(np.asarray(matrix), float(target_sum), log, log_scale, out, totals)
+    return with_values(matrix, out, copy=copy), totals, float(target_sum)
+
+
+def log1p_matrix(matrix, *, base: float | None = None, integer_dtype=np.float64, copy: bool = False):
+    """``log1p(matrix) / log(base)`` element-wise, on stored values only for sparse input.
+
+    Uses numpy's vectorised ``log1p`` (much faster than a scalar ``log1p`` in numba) on
+    contiguous chunks, one thread per chunk up to ``cellrep.settings.n_threads``.
+    """
+    if not sparse.issparse(matrix) and not (matrix.flags.c_contiguous or matrix.flags.f_contiguous):
+        matrix = np.ascontiguousarray(matrix)
+    dtype = output_dtype(stored_values(matrix).dtype, integer_dtype)
+    out = output_buffer(matrix, dtype, copy=copy)
+    values, flat_out = stored_values(matrix).ravel(order="K"), out.ravel(order="K")
+    log_scale = log_scale_for(base)
+
+    def transform(chunk: slice) -> None:
+        np.log1p(values[chunk], out=flat_out[chunk])
+        if log_scale != 1.0:
+            flat_out[chunk] *= log_scale
+
+    n_threads = settings.n_threads or os.cpu_count() or 1
+    chunks = [slice(start, start + LOG1P_CHUNK) for start in range(0, values.size, LOG1P_CHUNK)]
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        list(pool.map(transform, chunks))
+    return with_values(matrix, out, copy=copy)

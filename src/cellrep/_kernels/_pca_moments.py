@@ -1,0 +1,49 @@
+"""Per-column moments of a CSR matrix in one parallel pass, accumulated in float64."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(parallel=True, cache=True)
+def csr_column_moments(
+    data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, row_weights: np.ndarray, buffers: np.ndarray
+) -> np.ndarray:
+    """Column sums of ``x``, ``x²`` and ``x · w_row`` over the stored entries of a CSR matrix.
+
+    ``buffers`` (n_chunks × 3 × n_cols, float64) is scratch space, one slice per contiguous
+    range of rows, so threads never write to the same memory. Returns a 3 × n_cols array.
+    """
+    n_rows = indptr.shape[0] - 1
+    n_chunks = buffers.shape[0]
+    rows_per_chunk = (n_rows + n_chunks - 1) // n_chunks
+    for chunk in numba.prange(n_chunks):
+        target = buffers[chunk]
+        target[:] = 0.0
+        for row in range(chunk * rows_per_chunk, min((chunk + 1) * rows_per_chunk, n_rows)):
+            weight = np.float64(row_weights[row])
+            for position in range(indptr[row], indptr[row + 1]):
+                value = np.float64(data[position])
+                column = indices[position]
+                target[0, column] += value
+                target[1, column] += value * value
+                target[2, column] += value * weight
+    return buffers.sum(axis=0)
+
+
+@numba.njit(parallel=True, cache=True)
+def csr_row_moments(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, column_weights: np.ndarray) -> np.ndarray:
+    """Row sums of ``x``, ``x²`` and ``x · w_column`` over the stored entries (3 × n_rows).
+
+    Applied to the CSR view of a CSC matrix's transpose, these are its column moments.
+    """
+    n_rows = indptr.shape[0] - 1
+    moments = np.zeros((3, n_rows), dtype=np.float64)
+    for row in numba.prange(n_rows):
+        for position in range(indptr[row], indptr[row + 1]):
+            value = np.float64(data[position])
+            moments[0, row] += value
+            moments[1, row] += value * value
+            moments[2, row] += value * np.float64(column_weights[indices[position]])
+    return moments

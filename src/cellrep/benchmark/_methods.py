@@ -1,0 +1,243 @@
+"""Benchmark methods: every cellrep linear variant and the peers a user would otherwise pick.
+
+A :class:`Method` has a ``fit(train, labels_key, seed)`` step that sees only the training
+cells (gene selection, scaling, PCA and classifier all fitted there) and a
+``predict(model, test)`` step that returns one label per test cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..tl._classifiers import EMBEDDING_METHODS, WHITENED_METHODS
+from ..tl._linear_steps import NORMALIZATIONS
+from ..tl._transfer import DEFAULT_LINEAR_KWARGS, DEFAULT_STANDARDIZE
+
+SCANPY_N_TOP_GENES = 2000
+SCANPY_N_COMPS = 50
+SCVI_MAX_EPOCHS = 20
+CELLENCODER_MAX_EPOCHS = 5
+
+
+@dataclass(frozen=True)
+class Method:
+    """A label-transfer method under benchmark."""
+
+    name: str
+    fit: Callable[[Any, str, int], Any]
+    predict: Callable[[Any, Any], np.ndarray]
+    default: bool = True
+    description: str = ""
+    options: dict = field(default_factory=dict)
+
+
+def _labels(adata, labels_key: str) -> np.ndarray:
+    return adata.obs[labels_key].astype(str).to_numpy()
+
+
+def cellrep_method(
+    normalization: str = "log",
+    classifier: str = "logreg",
+    *,
+    name: str | None = None,
+    standardize: str = "query",
+    default: bool = True,
+    **options,
+) -> Method:
+    """A cellrep linear variant: ``linear_embedding`` + ``project`` + an sklearn classifier.
+
+    ``options`` go to :func:`cellrep.tl.linear_embedding` (``n_genes``, ``n_comps``,
+    ``whiten``) or to the classifier (``C``, ``class_weight``, ``n_neighbors``, ...).
+    """
+    from ..tl._classifiers import make_classifier
+
+    options.setdefault("whiten", classifier in WHITENED_METHODS)
+    embedding_keys = {"n_genes", "n_comps", "whiten", "gene_selection", "max_value"}
+    embedding_options = {key: value for key, value in options.items() if key in embedding_keys}
+    classifier_options = {key: value for key, value in options.items() if key not in embedding_keys}
+
+    def fit(train, labels_key: str, seed: int):
+        from ..tl import linear_embedding
+
+        linear_embedding(train, labels_key=labels_key, normalization=normalization, random_state=seed, **embedding_options)
+        model = make_classifier(classifier, random_state=seed, **classifier_options)
+        return train, model.fit(train.obsm["X_linear"], _labels(train, labels_key))
+
+    def predict(fitted, test) -> np.ndarray:
+        from ..tl import project
+
+        train, model = fitted
+        project(test, train, standardize=standardize)
+        return np.asarray(model.predict(test.obsm["X_linear"])).astype(str)
+
+    return Method(
+        name or f"cellrep_{normalization}_{classifier}",
+        fit,
+        predict,
+        default=default,
+        description=f"cellrep {normalization} normalization, linear embedding, {classifier}",
+        options={"normalization": normalization, "classifier": classifier, "standardize": standardize, **options},
+    )
+
+
+def _fit_cellrep_sctop(train, labels_key: str, seed: int):
+    return train, labels_key
+
+
+def _predict_cellrep_sctop(fitted, test) -> np.ndarray:
+    from ..tl import transfer_labels
+
+    train, labels_key = fitted
+    transfer_labels(train, test, labels_key=labels_key, method="sctop", key_added="benchmark")
+    return test.obs["benchmark_pred"].astype(str).to_numpy()
+
+
+def _log_cp10k(adata) -> None:
+    import scanpy as sc
+
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+
+
+def _fit_scanpy(train, labels_key: str, seed: int):
+    """scanpy's standard pipeline: normalize_total 1e4, log1p, HVG 2000, scale, PCA 50, logistic regression."""
+    import scanpy as sc
+    from sklearn.linear_model import LogisticRegression
+
+    train = train.copy()
+    _log_cp10k(train)
+    sc.pp.highly_variable_genes(train, n_top_genes=min(SCANPY_N_TOP_GENES, train.n_vars))
+    train = train[:, train.var["highly_variable"].to_numpy()].copy()
+    sc.pp.scale(train, max_value=10)
+    sc.pp.pca(train, n_comps=min(SCANPY_N_COMPS, train.n_obs - 1, train.n_vars - 1), random_state=seed)
+    model = LogisticRegression(max_iter=1000, random_state=seed).fit(train.obsm["X_pca"], _labels(train, labels_key))
+    return train.var_names, train.var["mean"].to_numpy(), train.var["std"].to_numpy(), train.varm["PCs"], model
+
+
+def _predict_scanpy(fitted, test) -> np.ndarray:
+    """Apply the training normalization, scaling (with the training mean/std, clipped at 10) and PCs."""
+    genes, mean, std, loadings, model = fitted
+    test = test.copy()
+    _log_cp10k(test)
+    values = test[:, genes].X
+    values = values.toarray() if hasattr(values, "toarray") else np.asarray(values)
+    scaled = np.clip((values - mean) / np.where(std > 0, std, 1.0), None, 10)
+    return np.asarray(model.predict(scaled @ loadings)).astype(str)
+
+
+def _genes_by_cells(adata):
+    import pandas as pd
+
+    values = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    return pd.DataFrame(values.T, index=adata.var_names, columns=adata.obs_names)
+
+
+def _fit_sctop(train, labels_key: str, seed: int):
+    """The ``sctop`` package: per-type averaged ``process``ed profiles as the basis."""
+    import pandas as pd
+    import sctop
+
+    labels = _labels(train, labels_key)
+    types = np.unique(labels)
+    profiles = [sctop.process(_genes_by_cells(train[labels == cell_type]), average=True) for cell_type in types]
+    basis = pd.concat(profiles, axis=1)
+    basis.columns = types
+    return basis
+
+
+def _predict_sctop(basis, test) -> np.ndarray:
+    import sctop
+
+    scores = sctop.score(basis, sctop.process(_genes_by_cells(test)))
+    return scores.idxmax(axis=0).astype(str).to_numpy()
+
+
+def _latent_logreg_fit(train, labels_key: str, seed: int, latent: Callable):
+    from sklearn.linear_model import LogisticRegression
+
+    encoder, train_latent = latent(train, seed)
+    model = LogisticRegression(max_iter=1000, random_state=seed).fit(train_latent, _labels(train, labels_key))
+    return encoder, model
+
+
+def _scvi_latent(train, seed: int):
+    import scvi
+
+    scvi.settings.seed = seed
+    train = train.copy()
+    scvi.model.SCVI.setup_anndata(train)
+    model = scvi.model.SCVI(train)
+    model.train(max_epochs=SCVI_MAX_EPOCHS, enable_progress_bar=False, accelerator="cpu")
+    return model, model.get_latent_representation()
+
+
+def _cellencoder_latent(train, seed: int):
+    from .. import model as cellrep_model
+
+    train = train.copy()
+    cellrep_model.CellEncoder.setup_anndata(train)
+    encoder = cellrep_model.CellEncoder(train)
+    encoder.train(max_epochs=CELLENCODER_MAX_EPOCHS)
+    return encoder, encoder.get_latent_representation()
+
+
+def _latent_logreg_predict(fitted, test) -> np.ndarray:
+    encoder, model = fitted
+    # the model registers the query with its own setup (same genes as the training cells)
+    return np.asarray(model.predict(encoder.get_latent_representation(test))).astype(str)
+
+
+def _latent_method(name: str, latent: Callable, description: str) -> Method:
+    """An optional (slow) method: a learned latent space plus logistic regression."""
+    return Method(
+        name,
+        lambda train, labels_key, seed: _latent_logreg_fit(train, labels_key, seed, latent),
+        _latent_logreg_predict,
+        default=False,
+        description=f"{description} + LogisticRegression",
+    )
+
+
+def _builtin_methods() -> dict[str, Method]:
+    methods = {
+        method.name: method
+        for normalization in NORMALIZATIONS
+        for classifier in EMBEDDING_METHODS
+        for method in [cellrep_method(normalization, classifier)]
+    }
+    defaults = {key: value for key, value in DEFAULT_LINEAR_KWARGS.items() if key != "normalization"}
+    methods["cellrep_default"] = cellrep_method(
+        DEFAULT_LINEAR_KWARGS["normalization"], "logreg", name="cellrep_default", standardize=DEFAULT_STANDARDIZE, **defaults
+    )
+    peers = [
+        Method("cellrep_sctop", _fit_cellrep_sctop, _predict_cellrep_sctop, description="cellrep scTOP scores (cr.tl.sctop_*)"),
+        Method("scanpy", _fit_scanpy, _predict_scanpy, description="scanpy standard pipeline + LogisticRegression"),
+        Method("sctop", _fit_sctop, _predict_sctop, description="the sctop package (process/score, argmax)"),
+        _latent_method("scvi", _scvi_latent, f"scVI latent ({SCVI_MAX_EPOCHS} epochs)"),
+        _latent_method("cellencoder", _cellencoder_latent, f"cellrep CellEncoder ({CELLENCODER_MAX_EPOCHS} epochs)"),
+    ]
+    methods.update({method.name: method for method in peers})
+    return methods
+
+
+METHODS: dict[str, Method] = _builtin_methods()
+DEFAULT_METHODS = tuple(name for name, method in METHODS.items() if method.default)
+
+
+def resolve_methods(methods) -> list[Method]:
+    """Method objects for names (or Method objects); ``None`` gives the defaults."""
+    if methods is None:
+        methods = DEFAULT_METHODS
+    resolved = []
+    for method in methods:
+        if isinstance(method, Method):
+            resolved.append(method)
+        elif method in METHODS:
+            resolved.append(METHODS[method])
+        else:
+            raise ValueError(f"Unknown method {method!r}; choose from {sorted(METHODS)} or pass a Method.")
+    return resolved

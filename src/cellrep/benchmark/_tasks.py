@@ -1,0 +1,132 @@
+"""Benchmark tasks: how a labelled dataset (and an optional query) is cut into train / test pairs."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+TASKS = ("within", "leave_one_batch_out", "cross_dataset", "cross_species")
+DEFAULT_TASKS = ("within", "leave_one_batch_out", "cross_dataset", "cross_species")
+TEST_SIZE = 0.2
+
+
+@dataclass
+class Split:
+    """One train / test pair. ``test`` carries no label column: methods cannot peek at it."""
+
+    task: str
+    dataset: str
+    split: str
+    train: object
+    test: object
+    truth: np.ndarray
+
+
+def _usable_labels(adata, labels_key: str) -> np.ndarray:
+    """Boolean mask of cells with a label whose class has at least 2 cells (stratification needs 2)."""
+    from .._validation import check_labels
+
+    return check_labels(adata, labels_key)
+
+
+def _pair(task: str, dataset: str, split: str, train, test, labels_key: str) -> Split:
+    truth = test.obs[labels_key].astype(str).to_numpy()
+    test = test.copy()
+    del test.obs[labels_key]
+    return Split(task, dataset, split, train, test, truth)
+
+
+def within_splits(adata, labels_key: str, dataset: str, seeds: Sequence[int]) -> Iterator[Split]:
+    """Repeated stratified 80/20 splits, one per seed."""
+    from sklearn.model_selection import train_test_split
+
+    adata = adata[_usable_labels(adata, labels_key)]
+    labels = adata.obs[labels_key].astype(str).to_numpy()
+    for seed in seeds:
+        train, test = train_test_split(np.arange(adata.n_obs), test_size=TEST_SIZE, stratify=labels, random_state=seed)
+        yield _pair("within", dataset, f"seed{seed}", adata[train].copy(), adata[test].copy(), labels_key)
+
+
+def leave_one_batch_out_splits(adata, labels_key: str, dataset: str, batch_key: str | None) -> Iterator[Split]:
+    """Train on all batches but one, test on that one (labels restricted to those seen in training)."""
+    if batch_key is None or batch_key not in adata.obs or adata.obs[batch_key].nunique() < 2:
+        return
+    adata = adata[_usable_labels(adata, labels_key)]
+    batches = adata.obs[batch_key].astype(str).to_numpy()
+    labels = adata.obs[labels_key].astype(str).to_numpy()
+    for batch in pd.unique(batches):
+        held_out = batches == batch
+        seen = np.isin(labels, np.unique(labels[~held_out]))
+        train, test = adata[~held_out], adata[held_out & seen]
+        if test.n_obs == 0:
+            continue
+        yield _pair("leave_one_batch_out", dataset, batch, train.copy(), test.copy(), labels_key)
+
+
+def shared_cells_and_genes(ref, query, labels_key: str):
+    """``ref`` and ``query`` restricted to their shared labels and shared genes (in reference order)."""
+    ref = ref[_usable_labels(ref, labels_key)]
+    ref_labels = ref.obs[labels_key].astype(str)
+    query = query[query.obs[labels_key].notna().to_numpy()]
+    query_labels = query.obs[labels_key].astype(str)
+    shared_labels = np.intersect1d(ref_labels.unique(), query_labels.unique())
+    if shared_labels.size < 2:
+        raise ValueError(f"Reference and query share fewer than two {labels_key!r} labels; nothing to transfer.")
+    genes = ref.var_names[ref.var_names.isin(query.var_names)]
+    if genes.size == 0:
+        raise ValueError("Reference and query share no genes; map one of them with `--orthologs` / `cr.tl.map_orthologs`.")
+    ref = ref[ref_labels.isin(shared_labels).to_numpy(), genes].copy()
+    query = query[query_labels.isin(shared_labels).to_numpy(), genes].copy()
+    return ref, query
+
+
+def cross_splits(
+    adata, query, labels_key: str, dataset: str, query_name: str, orthologs: str | None
+) -> Iterator[Split]:
+    """Train on all of ``adata``, test on ``query`` (its genes renamed through ``orthologs`` first if given)."""
+    from ..tl import map_orthologs
+
+    if orthologs is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            adata = map_orthologs(adata, orthologs)
+    ref, target = shared_cells_and_genes(adata, query, labels_key)
+    task = "cross_species" if orthologs is not None else "cross_dataset"
+    yield _pair(task, f"{dataset}->{query_name}", "all", ref, target, labels_key)
+
+
+def make_splits(
+    adata,
+    labels_key: str,
+    *,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    dataset: str = "data",
+    query=None,
+    query_name: str = "query",
+    orthologs: str | None = None,
+    batch_key: str | None = "batch",
+    seeds: Sequence[int] = (0, 1, 2),
+) -> list[Split]:
+    """Every train / test pair of the requested tasks that the inputs allow.
+
+    ``within`` and ``leave_one_batch_out`` use ``adata`` alone (the latter needs two batches
+    in ``obs[batch_key]``); ``cross_dataset`` needs ``query``; ``cross_species`` needs
+    ``query`` and ``orthologs``, the ``adata.var`` column naming each gene's query-species
+    ortholog. Tasks that the inputs do not allow are skipped.
+    """
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        raise ValueError(f"Unknown tasks {unknown}; choose from {TASKS}.")
+    splits: list[Split] = []
+    if "within" in tasks:
+        splits.extend(within_splits(adata, labels_key, dataset, seeds))
+    if "leave_one_batch_out" in tasks:
+        splits.extend(leave_one_batch_out_splits(adata, labels_key, dataset, batch_key))
+    cross_task = "cross_species" if orthologs is not None else "cross_dataset"
+    if query is not None and cross_task in tasks:
+        splits.extend(cross_splits(adata, query, labels_key, dataset, query_name, orthologs))
+    return splits

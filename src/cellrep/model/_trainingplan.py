@@ -1,0 +1,302 @@
+"""Divide-and-conquer (GradCache) training plan with manual optimization.
+
+A contrastive loss couples all cells of a batch, so its memory would grow with the batch.
+Following CellLM's divide-and-conquer scheme (GradCache, Gao et al. 2021), one step is:
+
+1. encode every chunk without a graph (keeping only the cell embeddings) and save the RNG
+   state before each chunk;
+2. compute the full-batch contrastive loss on the gathered embeddings and its gradient with
+   respect to them;
+3. re-encode each chunk with a graph after restoring its RNG state (identical dropout and
+   augmentation) and backpropagate ``sum(embeddings * cached_gradient)`` plus the chunk's
+   share of the MLM and supervised losses.
+
+Peak memory is that of one chunk plus the ``batch × d_model`` embeddings, and the gradient is
+exactly the full-batch gradient because cells are encoded independently (no BatchNorm).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+from scvi.train import TrainingPlan
+
+from ._module import Objectives, nt_xent, nt_xent_with_gradient
+
+LOSS_NAMES = ("loss", "mlm_loss", "contrastive_loss", "supervised_loss")
+
+
+def slice_rows(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Rows ``start:stop`` of a dense or sparse CSR tensor."""
+    if x.layout != torch.sparse_csr:
+        if x.layout != torch.strided:
+            x = x.to_sparse_csr()
+        else:
+            return x[start:stop]
+    crow = x.crow_indices()
+    first, last = int(crow[start]), int(crow[stop])
+    return torch.sparse_csr_tensor(
+        crow[start : stop + 1] - first,
+        x.col_indices()[first:last],
+        x.values()[first:last],
+        size=(stop - start, x.shape[1]),
+    )
+
+
+def split_batch(batch: dict[str, torch.Tensor], chunk_size: int | None) -> list[dict[str, torch.Tensor]]:
+    n_cells = batch["X"].shape[0]
+    chunk_size = chunk_size or n_cells
+    return [
+        {key: slice_rows(value, start, min(start + chunk_size, n_cells)) for key, value in batch.items()}
+        for start in range(0, n_cells, chunk_size)
+    ]
+
+
+def capture_rng(device: torch.device) -> dict:
+    """RNG states that dropout and the augmentations draw from (CPU, and CUDA when used)."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
+    """Concatenate the embeddings of all DDP ranks so negatives span devices (autograd-aware)."""
+    if not distributed():
+        return z
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(z), dim=0)
+
+
+def gather_detached(z: torch.Tensor) -> tuple[torch.Tensor, slice]:
+    """All ranks' embeddings (equal shares, as DistributedSampler gives) and this rank's rows."""
+    if not distributed():
+        return z, slice(0, z.shape[0])
+    parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, z.contiguous())
+    start = dist.get_rank() * z.shape[0]
+    return torch.cat(parts), slice(start, start + z.shape[0])
+
+
+def global_sum(value: float, device: torch.device) -> float:
+    if not distributed():
+        return float(value)
+    tensor = torch.tensor(float(value), device=device, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return float(tensor)
+
+
+class CellEncoderTrainingPlan(TrainingPlan):
+    """Training plan of :class:`~cellrep.model.CellEncoder`.
+
+    Parameters
+    ----------
+    module
+        A :class:`~cellrep.model._module.CellEncoderModule`.
+    chunk_size
+        Cells encoded at once; the gradient is that of the whole batch whatever the chunk.
+        ``None`` runs the naive full-batch step (memory grows with the batch).
+    lr, weight_decay, optimizer
+        AdamW by default.
+    warmup_steps
+        Linear learning-rate warm-up, followed by a cosine decay to ``lr_min`` at the last step.
+    gradient_clip_val
+        Maximum gradient norm (``None`` disables clipping).
+    mlm_weight, contrastive_weight, supervised_weight, temperature, mask_ratio, subsample_rate
+        See :class:`~cellrep.model._module.Objectives`.
+    """
+
+    def __init__(
+        self,
+        module,
+        *,
+        chunk_size: int | None = 64,
+        lr: float = 5e-4,
+        weight_decay: float = 0.01,
+        optimizer: str = "AdamW",
+        warmup_steps: int = 50,
+        lr_min: float = 0.0,
+        gradient_clip_val: float | None = 1.0,
+        mlm_weight: float = 1.0,
+        contrastive_weight: float = 1.0,
+        supervised_weight: float = 0.0,
+        temperature: float = 0.1,
+        mask_ratio: float = 0.15,
+        subsample_rate: float = 0.3,
+        **kwargs,
+    ):
+        super().__init__(
+            module, lr=lr, weight_decay=weight_decay, optimizer=optimizer, eps=1e-8, lr_min=lr_min, **kwargs
+        )
+        self.automatic_optimization = False
+        self.chunk_size = chunk_size
+        self.warmup_steps = warmup_steps
+        self.gradient_clip_val = gradient_clip_val
+        self.objectives = Objectives(
+            mlm_weight, contrastive_weight, supervised_weight, temperature, mask_ratio, subsample_rate
+        )
+
+    # --- the divide-and-conquer step ------------------------------------------------------
+    def _encode_chunks(self, chunks) -> tuple[list[torch.Tensor], dict, list[dict]]:
+        """Step 1: encode every chunk without a graph; remember the RNG state before each."""
+        device = chunks[0]["X"].device
+        rng_states, embeddings, totals = (
+            [],
+            [],
+            {"mlm_sum": 0.0, "mlm_count": 0, "supervised_sum": 0.0, "supervised_count": 0.0},
+        )
+        with torch.no_grad():
+            for chunk in chunks:
+                rng_states.append(capture_rng(device))
+                terms = self.module.local_terms(chunk, self.objectives)
+                # clone: a CLS embedding is a view that would keep the chunk's hidden states alive
+                embeddings.append([z.clone() for z in terms["embeddings"]])
+                for key in totals:
+                    totals[key] += float(terms[key])
+        views = [torch.cat(view) for view in zip(*embeddings, strict=True)]
+        totals = {key: global_sum(value, device) for key, value in totals.items()}
+        return views, totals, rng_states
+
+    def _losses(
+        self, views: list[torch.Tensor], totals: dict, contrastive: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """The objectives; ``contrastive=False`` leaves the contrastive term at 0 (added by the caller)."""
+        objectives = self.objectives
+        zero = views[0].new_zeros(())
+        contrastive = (
+            nt_xent(*[gather_with_grad(z) for z in views], objectives.temperature)
+            if len(views) == 2 and contrastive
+            else zero
+        )
+        mlm = totals["mlm_sum"] / totals["mlm_count"] if totals["mlm_count"] else 0.0
+        supervised = (
+            totals["supervised_sum"] / totals["supervised_count"] if totals["supervised_count"] else 0.0
+        )
+        total = (
+            objectives.contrastive_weight * contrastive
+            + objectives.mlm_weight * mlm
+            + objectives.supervised_weight * supervised
+        )
+        as_tensor = lambda value: torch.as_tensor(value, dtype=zero.dtype, device=zero.device)  # noqa: E731
+        return {
+            "loss": total,
+            "mlm_loss": as_tensor(mlm),
+            "contrastive_loss": contrastive,
+            "supervised_loss": as_tensor(supervised),
+        }
+
+    def _blockwise_losses(self, views: list[torch.Tensor], totals: dict, gradient: bool):
+        """Losses with a memory-flat contrastive term, and its weighted gradient per view."""
+        losses = self._losses(views, totals, contrastive=False)
+        if len(views) < 2:
+            return losses, None
+        # every rank computes the global loss (and gradient) and keeps its own rows
+        gathered, own_rows = zip(*(gather_detached(z) for z in views), strict=True)
+        contrastive, *gradients = nt_xent_with_gradient(
+            *gathered, self.objectives.temperature, gradient=gradient
+        )
+        weight = self.objectives.contrastive_weight
+        losses["contrastive_loss"] = contrastive
+        losses["loss"] = losses["loss"] + weight * contrastive
+        if not gradient:
+            return losses, None
+        return losses, [weight * g[rows] for g, rows in zip(gradients, own_rows, strict=True)]
+
+    def compute_gradients(
+        self, batch: dict[str, torch.Tensor], backward: Callable[[torch.Tensor], None]
+    ) -> dict:
+        """Accumulate the full-batch gradient into ``.grad``; return the detached losses."""
+        if self.chunk_size is None:
+            terms = self.module.local_terms(batch, self.objectives)
+            totals = {
+                key: terms[key] for key in ("mlm_sum", "mlm_count", "supervised_sum", "supervised_count")
+            }
+            losses = self._losses(terms["embeddings"], totals)
+            backward(losses["loss"])
+            return {key: value.detach() for key, value in losses.items()}
+
+        chunks = split_batch(batch, self.chunk_size)
+        device = batch["X"].device
+        views, totals, rng_states = self._encode_chunks(chunks)
+        losses, gradients = self._blockwise_losses(views, totals, gradient=True)
+        rng_after = capture_rng(device)
+        start = 0
+        objectives = self.objectives
+        for chunk, rng_state in zip(chunks, rng_states, strict=True):
+            restore_rng(rng_state, device)
+            terms = self.module.local_terms(chunk, objectives)
+            n_cells = chunk["X"].shape[0]
+            surrogate = views[0].new_zeros(())
+            if len(views) == 2:
+                for z, gradient in zip(terms["embeddings"], gradients, strict=True):
+                    surrogate = surrogate + (z * gradient[start : start + n_cells]).sum()
+            if totals["mlm_count"] and objectives.mlm_weight > 0:
+                surrogate = surrogate + objectives.mlm_weight * terms["mlm_sum"] / totals["mlm_count"]
+            if totals["supervised_count"] and objectives.supervised_weight > 0:
+                surrogate = (
+                    surrogate
+                    + objectives.supervised_weight * terms["supervised_sum"] / totals["supervised_count"]
+                )
+            if surrogate.requires_grad:
+                # DDP averages gradients over ranks; each rank's share is of the global loss
+                backward(surrogate * (dist.get_world_size() if distributed() else 1))
+            start += n_cells
+        restore_rng(rng_after, device)
+        return {key: torch.as_tensor(value).detach() for key, value in losses.items()}
+
+    # --- Lightning hooks ------------------------------------------------------------------
+    def _learning_rate(self) -> float:
+        step = self.global_step
+        warmup = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
+        progress = min(1.0, step / total) if math.isfinite(total) and total > 0 else 0.0
+        return self.lr_min + (self.lr - self.lr_min) * warmup * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        learning_rate = self._learning_rate()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate
+        optimizer.zero_grad()
+        losses = self.compute_gradients(batch, self.manual_backward)
+        if self.gradient_clip_val is not None:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.gradient_clip_val)
+        optimizer.step()
+        self._log_losses(losses, "train", batch["X"].shape[0])
+        self.log("lr", learning_rate, on_step=False, on_epoch=True)
+
+    def validation_step(self, batch, batch_idx):
+        views, totals, _ = self._encode_chunks(split_batch(batch, self.chunk_size))
+        losses, _ = self._blockwise_losses(views, totals, gradient=False)
+        self._log_losses(losses, "validation", batch["X"].shape[0])
+
+    def _log_losses(self, losses: dict, mode: str, n_cells: int) -> None:
+        for name in LOSS_NAMES:
+            key = f"{mode}_loss" if name == "loss" else f"{name}_{mode}"
+            self.log(
+                key,
+                losses[name],
+                on_step=False,
+                on_epoch=True,
+                batch_size=n_cells,
+                prog_bar=name == "loss",
+                sync_dist=self.use_sync_dist,
+            )
+
+    def configure_optimizers(self):
+        parameters = [p for p in self.module.parameters() if p.requires_grad]
+        return self.get_optimizer_creator()(parameters)

@@ -1,0 +1,143 @@
+import numpy as np
+import pandas as pd
+import pytest
+from tests.conftest import read_shared
+
+from cellrep.benchmark import (
+    METHODS,
+    TASKS,
+    Method,
+    cellrep_method,
+    make_splits,
+    results_table,
+    run_benchmark,
+    summarize,
+)
+from cellrep.benchmark._run import COLUMNS
+
+FAST_METHODS = ["cellrep_log_logreg", "cellrep_rank_probit_centroid", "scanpy"]
+
+
+def test_within_splits_are_stratified_disjoint_and_hide_labels(labelled):
+    splits = make_splits(labelled, "cell_type", tasks=["within"], seeds=[0, 1])
+    assert [split.split for split in splits] == ["seed0", "seed1"]
+    for split in splits:
+        assert split.train.n_obs == 72
+        assert split.test.n_obs == 18
+        assert set(split.train.obs_names).isdisjoint(split.test.obs_names)
+        assert "cell_type" not in split.test.obs
+        assert pd.Series(split.truth).value_counts().tolist() == [6, 6, 6]
+        np.testing.assert_array_equal(split.truth, labelled[split.test.obs_names].obs["cell_type"].astype(str))
+    assert set(splits[0].test.obs_names) != set(splits[1].test.obs_names)
+
+
+def test_leave_one_batch_out_holds_out_each_batch(labelled):
+    splits = make_splits(labelled, "cell_type", tasks=["leave_one_batch_out"])
+    assert [split.split for split in splits] == ["b0", "b1"]
+    for split in splits:
+        assert (split.train.obs["batch"] != split.split).all()
+        assert (split.test.obs["batch"] == split.split).all()
+    single_batch = labelled.copy()
+    single_batch.obs["batch"] = "only"
+    assert make_splits(single_batch, "cell_type", tasks=["leave_one_batch_out"]) == []
+
+
+def test_cross_species_renames_genes_and_keeps_shared_labels(human_mouse):
+    human, mouse = human_mouse
+    mouse = mouse[mouse.obs["cell_type"] != "type2"].copy()
+    (split,) = make_splits(human, "cell_type", tasks=["cross_species"], query=mouse, query_name="mouse", orthologs="mouse_ortholog", dataset="human")
+    assert split.task == "cross_species"
+    assert split.dataset == "human->mouse"
+    assert list(split.train.var_names) == list(split.test.var_names)
+    assert all(name.startswith("M") for name in split.train.var_names)
+    assert split.train.n_vars == sum(1 for j in range(human.n_vars) if j % 7)
+    assert set(split.train.obs["cell_type"].astype(str)) == set(split.truth) == {"type0", "type1"}
+    with pytest.raises(ValueError, match="share no genes"):
+        make_splits(human, "cell_type", tasks=["cross_dataset"], query=mouse)
+    with pytest.raises(ValueError, match="Unknown tasks"):
+        make_splits(human, "cell_type", tasks=["nope"])
+
+
+def test_run_benchmark_gives_a_tidy_table(labelled):
+    results = run_benchmark(labelled, "cell_type", methods=FAST_METHODS, tasks=["within"], seeds=[0, 1], progress=False)
+    assert list(results.columns) == list(COLUMNS)
+    assert len(results) == 2 * len(FAST_METHODS)
+    assert (results["error"] == "").all(), results["error"].tolist()
+    assert results["macro_f1"].between(0, 1).all()
+    assert results["accuracy"].between(0, 1).all()
+    assert (results.loc[results["method"] == "cellrep_log_logreg", "macro_f1"] > 0.9).all()
+    assert (results[["fit_seconds", "predict_seconds", "peak_memory_mb"]] > 0).all().all()
+    summary = summarize(results)
+    assert len(summary) == len(FAST_METHODS)
+    assert (summary["n_splits"] == 2).all()
+    table = results_table(results)
+    assert table.startswith("| task | dataset | method | macro F1")
+    assert all(method in table for method in FAST_METHODS)
+    assert " ± " in table
+
+
+def test_methods_never_see_test_labels_or_test_cells_in_training(labelled):
+    seen = {}
+
+    def fit(train, labels_key, seed):
+        seen["train"] = set(train.obs_names)
+        return train.obs[labels_key].astype(str).mode()[0]
+
+    def predict(majority, test):
+        seen["test_columns"] = set(test.obs.columns)
+        seen["test"] = set(test.obs_names)
+        return np.full(test.n_obs, majority)
+
+    spy = Method("majority", fit, predict)
+    results = run_benchmark(labelled, "cell_type", methods=[spy], tasks=["within"], seeds=[0], progress=False)
+    assert seen["train"].isdisjoint(seen["test"])
+    assert "cell_type" not in seen["test_columns"]
+    assert results.loc[0, "accuracy"] == pytest.approx(1 / 3)
+
+
+def test_a_failing_method_is_reported_not_raised(labelled):
+    def broken(train, labels_key, seed):
+        raise RuntimeError("boom")
+
+    results = run_benchmark(labelled, "cell_type", methods=[Method("broken", broken, None)], tasks=["within"], seeds=[0], progress=False)
+    assert results.loc[0, "error"] == "RuntimeError: boom"
+    assert np.isnan(results.loc[0, "macro_f1"])
+    assert "failed" in results_table(results)
+
+
+def test_method_registry_and_errors(labelled):
+    assert {"scanpy", "sctop", "scvi", "cellencoder", "cellrep_log_logreg", "cellrep_pearson_local_logreg"} <= set(METHODS)
+    assert not METHODS["scvi"].default
+    assert METHODS["cellrep_log_logreg"].default
+    assert set(TASKS) == {"within", "leave_one_batch_out", "cross_dataset", "cross_species"}
+    assert cellrep_method("pearson", "knn").options["whiten"] is False
+    with pytest.raises(ValueError, match="Unknown method"):
+        run_benchmark(labelled, "cell_type", methods=["nope"], tasks=["within"], progress=False)
+    with pytest.raises(ValueError, match="None of the tasks"):
+        run_benchmark(labelled, "cell_type", methods=FAST_METHODS, tasks=["cross_dataset"], progress=False)
+
+
+def test_cross_species_benchmark_runs(human_mouse):
+    human, mouse = human_mouse
+    results = run_benchmark(
+        human, "cell_type", methods=["cellrep_log_logreg", "scanpy"], tasks=["cross_species"], query=mouse,
+        query_name="mouse", orthologs="mouse_ortholog", dataset="human", progress=False,
+    )
+    assert results["task"].unique().tolist() == ["cross_species"]
+    assert (results["error"] == "").all()
+    assert (results["macro_f1"] > 0.8).all()
+
+
+@pytest.mark.slow  # the sctop package compiles its numba kernels (no cache) in every process
+def test_sctop_package_peer(labelled):
+    results = run_benchmark(labelled, "cell_type", methods=["sctop"], tasks=["within"], seeds=[0], progress=False)
+    assert results.loc[0, "error"] == ""
+    assert results.loc[0, "macro_f1"] > 0.9
+
+
+@pytest.mark.shared_data
+def test_zheng68k_within_split_beats_chance():
+    adata = read_shared("zheng68k_reduced")
+    results = run_benchmark(adata, "cell_type", methods=["cellrep_log_logreg", "scanpy"], tasks=["within"], seeds=[0], progress=False)
+    assert (results["error"] == "").all()
+    assert (results["macro_f1"] > 0.5).all()

@@ -1,0 +1,71 @@
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from cellrep import _validation as validation
+from tests.conftest import as_format, make_adata, synthetic_counts
+
+
+@pytest.mark.parametrize("matrix_format", ["dense", "csr", "csc"])
+def test_check_counts_accepts_integer_counts(matrix_format, dtype):
+    validation.check_counts(as_format(synthetic_counts(), matrix_format, dtype))
+
+
+@pytest.mark.parametrize("matrix_format", ["dense", "csr", "csc"])
+@pytest.mark.parametrize(
+    ("bad_value", "message"), [(np.nan, "NaN"), (np.inf, "infinite"), (-1.0, "negative"), (0.5, "non-integer")]
+)
+def test_check_counts_rejects_bad_values(matrix_format, bad_value, message):
+    counts = synthetic_counts().astype(np.float64)
+    counts[3, 5] = bad_value
+    with pytest.raises(ValueError, match=message):
+        validation.check_counts(as_format(counts, matrix_format))
+
+
+def test_check_matrix_type_names_the_fix():
+    with pytest.raises(TypeError, match="tocsr"):
+        validation.check_matrix_type(sparse.coo_matrix(np.eye(3)))
+    with pytest.raises(TypeError, match="list"):
+        validation.check_matrix_type([[1, 2]])
+
+
+def test_get_matrix_unknown_layer_lists_available():
+    adata = make_adata(synthetic_counts())
+    adata.layers["counts"] = adata.X.copy()
+    with pytest.raises(ValueError, match=r"'missing' not found.*counts"):
+        validation.get_matrix(adata, "missing")
+    assert validation.get_matrix(adata, "counts") is adata.layers["counts"]
+
+
+def test_warn_empty_cells():
+    with pytest.warns(UserWarning, match="2 cells have zero counts"):
+        validation.warn_empty_cells(np.array([0.0, 3.0, 0.0]))
+
+
+def test_check_labels_drops_missing_and_singletons():
+    adata = make_adata(synthetic_counts(n_cells=10))
+    adata.obs["label"] = pd.Categorical(["a", "a", "a", "b", "b", "b", "c", None, "a", "b"])
+    with pytest.warns(UserWarning) as record:
+        usable = validation.check_labels(adata, "label")
+    messages = " ".join(str(w.message) for w in record)
+    assert "missing" in messages and "['c']" in messages
+    np.testing.assert_array_equal(usable, [True] * 6 + [False, False, True, True])
+
+
+def test_check_labels_errors():
+    adata = make_adata(synthetic_counts(n_cells=6))
+    with pytest.raises(ValueError, match="not a column"):
+        validation.check_labels(adata, "nope")
+    adata.obs["one"] = "x"
+    with pytest.raises(ValueError, match="at least two classes"):
+        validation.check_labels(adata, "one")
+
+
+def test_check_gene_overlap():
+    shared = validation.check_gene_overlap(["a", "b", "c", "d"], ["d", "x", "b"])
+    np.testing.assert_array_equal(shared, ["b", "d"])
+    with pytest.raises(ValueError, match="Only 0 of 2"):
+        validation.check_gene_overlap(["a", "b"], ["x"])
+    with pytest.raises(ValueError, match="at least 3 needed"):
+        validation.check_gene_overlap(["a", "b", "c", "d"], ["a", "b"], min_overlap=0.75)

@@ -1,0 +1,173 @@
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
+from tests.conftest import as_format
+
+import cellrep as cr
+from cellrep.tl._classifiers import LocalLogisticRegression
+
+N_TYPES = 3
+
+
+def typed_counts(n_cells: int = 90, n_genes: int = 40, *, seed: int = 0, matrix_format="csr", dtype=np.float32):
+    """Counts where each of three types over-expresses its own block of marker genes."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n_cells) % N_TYPES
+    rates = rng.gamma(1.0, 1.0, size=n_genes)[None, :] * np.ones((n_cells, 1))
+    for cell_type in range(N_TYPES):
+        rates[labels == cell_type, cell_type * 5 : cell_type * 5 + 5] += 6.0
+    counts = rng.poisson(rates)
+    obs = pd.DataFrame({"cell_type": pd.Categorical([f"type{k}" for k in labels])}, index=[f"c{seed}_{i}" for i in range(n_cells)])
+    return ad.AnnData(as_format(counts, matrix_format, dtype), obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(n_genes)]))
+
+
+@pytest.fixture
+def ref_query(matrix_format, dtype):
+    return typed_counts(seed=0, matrix_format=matrix_format, dtype=dtype), typed_counts(60, seed=1, matrix_format=matrix_format, dtype=dtype)
+
+
+def _macro_f1(query, key="cell_type"):
+    return f1_score(query.obs["cell_type"].astype(str), query.obs[f"{key}_pred"].astype(str), average="macro")
+
+
+@pytest.mark.parametrize("method", ["logreg", "knn", "centroid", "local_logreg"])
+def test_end_to_end_transfer_from_counts(ref_query, method):
+    ref, query = ref_query
+    truth = query.obs["cell_type"].copy()
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type", method=method, linear_kwargs={"n_genes": 30, "n_comps": 10})
+    assert _macro_f1(query) > 0.9
+    proba = query.obsm["cell_type_proba"]
+    classes = query.uns["cell_type_transfer"]["classes"]
+    assert list(classes) == ["type0", "type1", "type2"]
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(query.obs["cell_type_confidence"], proba.max(axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(query.obs["cell_type_pred"].astype(str), classes[proba.argmax(axis=1)])
+    pd.testing.assert_series_equal(query.obs["cell_type"], truth)
+    assert "X_linear" in ref.obsm
+    assert "X_linear" in query.obsm
+    assert query.uns["cell_type_transfer"]["params"]["method"] == method
+
+
+@pytest.mark.parametrize(
+    ("method", "estimator"),
+    [
+        ("logreg", LogisticRegression(class_weight="balanced", max_iter=1000, random_state=0)),
+        ("knn", KNeighborsClassifier(n_neighbors=15, weights="distance")),
+        ("centroid", NearestCentroid()),
+    ],
+)
+def test_transfer_on_a_given_representation_matches_sklearn(method, estimator):
+    rng = np.random.default_rng(0)
+    labels = rng.choice(["a", "b", "c"], 100)
+    ref = ad.AnnData(obs=pd.DataFrame({"cell_type": labels}, index=[f"r{i}" for i in range(100)]))
+    ref.obsm["X_emb"] = rng.normal(size=(100, 4)) + pd.Categorical(labels).codes[:, None]
+    query = ad.AnnData(obs=pd.DataFrame(index=[f"q{i}" for i in range(40)]))
+    query.obsm["X_emb"] = rng.normal(size=(40, 4))
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type", method=method, use_rep="X_emb", key_added="ct")
+    expected = estimator.fit(ref.obsm["X_emb"], ref.obs["cell_type"].astype(str)).predict_proba(query.obsm["X_emb"])
+    np.testing.assert_allclose(query.obsm["ct_proba"], expected, rtol=1e-4, atol=1e-6)
+    assert query.obs["ct_pred"].dtype == "category"
+
+
+def test_unknown_below_the_confidence_threshold():
+    ref, query = typed_counts(seed=0), typed_counts(60, seed=1)
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type", unknown_threshold=0.999, linear_kwargs={"n_genes": 30, "n_comps": 10})
+    confidence = query.obs["cell_type_confidence"].to_numpy()
+    predicted = query.obs["cell_type_pred"].astype(str).to_numpy()
+    assert (confidence < 0.999).any()
+    np.testing.assert_array_equal(predicted == "unknown", confidence < 0.999)
+    with pytest.raises(ValueError, match="unknown_threshold"):
+        cr.tl.transfer_labels(ref, query, labels_key="cell_type", unknown_threshold=2)
+
+
+def test_query_with_shuffled_genes_gets_the_same_predictions():
+    ref, query = typed_counts(seed=0), typed_counts(60, seed=1)
+    shuffled = query[:, np.random.default_rng(0).permutation(query.n_vars)].copy()
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type")
+    cr.tl.transfer_labels(ref, shuffled, labels_key="cell_type")
+    np.testing.assert_allclose(shuffled.obsm["cell_type_proba"], query.obsm["cell_type_proba"], rtol=1e-5, atol=1e-6)
+
+
+def test_existing_reference_transform_projects_the_query():
+    ref, query = typed_counts(seed=0), typed_counts(60, seed=1)
+    cr.tl.linear_embedding(ref, labels_key="cell_type", n_genes=30, n_comps=10)
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type", use_rep="X_linear")
+    assert query.obsm["X_linear"].shape == (60, 10)
+    assert _macro_f1(query) > 0.9
+    with pytest.raises(ValueError, match="no 'X_other'"):
+        cr.tl.transfer_labels(ref, query, labels_key="cell_type", use_rep="X_other")
+
+
+def test_bad_labels_warn_and_every_query_cell_is_predicted():
+    ref, query = typed_counts(seed=0), typed_counts(60, seed=1)
+    labels = ref.obs["cell_type"].astype(object)
+    labels.iloc[:4] = np.nan
+    labels.iloc[4] = "singleton"
+    ref.obs["cell_type"] = labels
+    with pytest.warns(UserWarning, match="missing"), pytest.warns(UserWarning, match="fewer than 2"):
+        cr.tl.transfer_labels(ref, query, labels_key="cell_type")
+    assert "singleton" not in query.uns["cell_type_transfer"]["classes"]
+    assert query.obs["cell_type_pred"].notna().all()
+    with pytest.raises(ValueError, match="labels_key 'nope'"):
+        cr.tl.transfer_labels(ref, query, labels_key="nope")
+    with pytest.raises(ValueError, match="method"):
+        cr.tl.transfer_labels(ref, query, labels_key="cell_type", method="svm")
+
+
+def test_no_shared_genes_is_an_error():
+    ref, query = typed_counts(seed=0), typed_counts(60, seed=1)
+    query.var_names = [f"mouse{j}" for j in range(query.n_vars)]
+    with pytest.raises(ValueError, match="map_orthologs"):
+        cr.tl.transfer_labels(ref, query, labels_key="cell_type")
+
+
+def test_local_logreg_falls_back_to_the_global_model():
+    rng = np.random.default_rng(1)
+    centres = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
+    X = np.vstack([centre + rng.normal(size=(40, 2)) for centre in centres])
+    y = np.repeat(["a", "b", "c"], 40)
+    y[:20] = "b"  # the first cluster mixes two classes: it gets its own model
+    query = np.vstack([centre + rng.normal(size=(10, 2)) for centre in centres])
+
+    # no cluster is large enough: everything comes from the global model
+    everything_global = LocalLogisticRegression(LogisticRegression(max_iter=1000), min_cluster_size=10**6).fit(X, y)
+    assert everything_global.local_models_ == {}
+    np.testing.assert_allclose(everything_global.predict_proba(query), everything_global.global_model_.predict_proba(query))
+
+    local = LocalLogisticRegression(LogisticRegression(max_iter=1000), min_cluster_size=15, resolution=0.1).fit(X, y)
+    clusters = local.assign_clusters(query)
+    proba = local.predict_proba(query)
+    assert proba.shape == (30, 3)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+    for cluster in np.unique(clusters):
+        members = clusters == cluster
+        model = local.local_models_.get(cluster)
+        if model is None:
+            np.testing.assert_allclose(proba[members], local.global_model_.predict_proba(query[members]))
+        elif isinstance(model, str):  # a single-class cluster predicts its class
+            assert set(local.predict(query[members])) == {model}
+
+
+def test_sctop_method_scores_counts():
+    ref, query = typed_counts(seed=0), typed_counts(60, seed=1)
+    try:
+        cr.tl.transfer_labels(ref, query, labels_key="cell_type", method="sctop")
+    except NotImplementedError:
+        pytest.skip("cr.tl.sctop_basis is not implemented yet")
+    assert _macro_f1(query) > 0.9
+    np.testing.assert_allclose(query.obsm["cell_type_proba"].sum(axis=1), 1, rtol=1e-5)
+
+
+def test_default_transfer_on_pbmc68k_reduced_counts():
+    adata = cr.datasets.pbmc68k_reduced_counts()
+    is_ref = np.arange(adata.n_obs) % 5 != 0
+    ref, query = adata[is_ref].copy(), adata[~is_ref].copy()
+    cr.tl.transfer_labels(ref, query, labels_key="bulk_labels")
+    assert f1_score(query.obs["bulk_labels"], query.obs["bulk_labels_pred"].astype(str), average="macro") > 0.6
+    assert sparse.issparse(query.X)
