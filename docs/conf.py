@@ -63,16 +63,20 @@ myst_heading_anchors = 3
 
 
 def _copy_tutorials() -> None:
-    """Copy ``../tutorials/*.ipynb`` into the (git-ignored) ``generated/tutorials`` so Sphinx can render them.
+    """Copy the tutorial notebooks into the (git-ignored) ``generated/tutorials`` so Sphinx can render them.
 
-    Sphinx only reads sources inside ``docs/``; copying works on every OS, unlike a symlink.
+    Sphinx only reads sources inside ``docs/``; copying works on every OS, unlike a symlink. The
+    executed copies that ``tests/test_tutorials.py`` leaves in ``build/executed_tutorials`` are
+    preferred, so the pages show outputs; otherwise the committed, output-free notebooks are used.
     """
     target = HERE / "generated" / "tutorials"
     target.mkdir(parents=True, exist_ok=True)
     for notebook in sorted((REPO / "tutorials").glob("*.ipynb")):
+        executed = REPO / "build" / "executed_tutorials" / notebook.name
+        source = executed if executed.exists() and executed.stat().st_mtime >= notebook.stat().st_mtime else notebook
         copy = target / notebook.name
-        if not copy.exists() or copy.read_bytes() != notebook.read_bytes():
-            shutil.copyfile(notebook, copy)
+        if not copy.exists() or copy.read_bytes() != source.read_bytes():
+            shutil.copyfile(source, copy)
 
 
 _copy_tutorials()

@@ -7,7 +7,8 @@ import cellrep as cr
 def test_namespaces_are_exposed():
     for name in ("pp", "tl", "pl", "model", "datasets", "benchmark"):
         assert name in dir(cr)
-    assert isinstance(cr.__version__, str) and cr.__version__
+    assert isinstance(cr.__version__, str)
+    assert cr.__version__
 
 
 def test_import_does_not_load_torch_scanpy_or_scvi():
