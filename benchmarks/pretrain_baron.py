@@ -4,9 +4,10 @@ logistic-regression probe on its embedding with linear representations.
 Mouse genes are renamed to their one-to-one human ortholog (``var['human_ortholog']``), the
 two species are concatenated on the union of genes, and the model vocabulary is the
 ``--n-genes`` most variable genes (scanpy 'seurat' flavour, per species). After pretraining
-(no labels), macro-F1 of ``LogisticRegression`` on baron_human_subset is reported over 3
-stratified 80/20 splits (seeds 0, 1, 2) for: X_cellencoder, ``cr.tl.linear_embedding`` (if
-present) and log-normalize + PCA50.
+(no labels), the benchmark harness (``cellrep.benchmark.run_benchmark``, task ``within``: 3
+stratified 80/20 splits of baron_human_subset, seeds 0, 1, 2) reports macro-F1 of
+``LogisticRegression`` on the frozen pretrained embedding (CLS and mean pooling) and on the same
+architecture at random initialisation, beside cellrep's linear methods and scanpy's pipeline.
 
 Usage::
 
@@ -26,12 +27,11 @@ import scanpy as sc
 import scvi
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import cellrep as cr
+from cellrep.benchmark import Method, results_table, run_benchmark
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -59,15 +59,20 @@ def variable_genes(adata: ad.AnnData, n_genes: int) -> pd.Index:
     return normalized.var_names[normalized.var["highly_variable"].to_numpy()]
 
 
-def macro_f1(embedding: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    scores = []
-    for seed in (0, 1, 2):
-        split = StratifiedShuffleSplit(n_splits=1, test_size=0.2, random_state=seed)
-        train, test = next(split.split(embedding, labels))
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
-        probe.fit(embedding[train], labels[train])
-        scores.append(f1_score(labels[test], probe.predict(embedding[test]), average="macro"))
-    return float(np.mean(scores)), float(np.std(scores))
+def frozen_encoder_method(name: str, model, pooling: str) -> Method:
+    """A harness method: logistic regression on the latent space of an already trained encoder."""
+
+    def fit(train, labels_key: str, seed: int):
+        latent = model.get_latent_representation(train, pooling=pooling)
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, random_state=seed))
+        return probe.fit(latent, train.obs[labels_key].astype(str).to_numpy())
+
+    def predict(probe, test) -> np.ndarray:
+        return probe.predict(model.get_latent_representation(test, pooling=pooling))
+
+    return Method(
+        name, fit, predict, description=f"frozen CellEncoder ({pooling} pooling) + LogisticRegression"
+    )
 
 
 def make_model(adata: ad.AnnData, args: argparse.Namespace):
@@ -102,6 +107,13 @@ def main() -> None:
     parser.add_argument("--subsample-rate", type=float, default=0.5)
     parser.add_argument("--mask-ratio", type=float, default=0.3)
     parser.add_argument("--temperature", type=float, default=0.2)
+    parser.add_argument(
+        "--linear-methods",
+        nargs="+",
+        default=["cellrep_default", "cellrep_log_logreg", "cellrep_rank_probit_logreg", "scanpy"],
+        help="harness methods run beside the encoder",
+    )
+    parser.add_argument("--output", type=Path, help="CSV of the harness results")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)"
     )
@@ -155,34 +167,25 @@ def main() -> None:
 
     human = combined[combined.obs["species"] == "human"].copy()
     human = human[:, human.X.sum(axis=0).A1 > 0].copy()
-    labels = human.obs["cell_type"].to_numpy()
     start = time.perf_counter()
     cr.tl.encode(human, model)
     print(f"embedding: {human.n_obs / (time.perf_counter() - start):.0f} cells/s", flush=True)
 
-    results = {
-        "cellencoder (pretrained, CLS)": macro_f1(human.obsm["X_cellencoder"], labels),
-        "cellencoder (pretrained, mean)": macro_f1(
-            model.get_latent_representation(human, pooling="mean"), labels
-        ),
-    }
-    try:
-        cr.tl.linear_embedding(human)
-        results["cr.tl.linear_embedding"] = macro_f1(human.obsm["X_linear"], labels)
-    except Exception as error:  # the linear pipeline is built by another helper
-        print(f"cr.tl.linear_embedding unavailable: {error!r}")
-    baseline = human.copy()
-    sc.pp.normalize_total(baseline, target_sum=1e4)
-    sc.pp.log1p(baseline)
-    sc.pp.pca(baseline, n_comps=50, random_state=0)
-    results["log-normalize + PCA50"] = macro_f1(baseline.obsm["X_pca"], labels)
     untrained = make_model(adata, args)
-    for pooling in ("cls", "mean"):
-        latent = untrained.get_latent_representation(human, pooling=pooling)
-        results[f"cellencoder (random init, {pooling})"] = macro_f1(latent, labels)
+    methods = [
+        frozen_encoder_method("cellencoder_pretrained_cls", model, "cls"),
+        frozen_encoder_method("cellencoder_pretrained_mean", model, "mean"),
+        frozen_encoder_method("cellencoder_random_init_cls", untrained, "cls"),
+        frozen_encoder_method("cellencoder_random_init_mean", untrained, "mean"),
+        *args.linear_methods,
+    ]
+    results = run_benchmark(
+        human, "cell_type", methods=methods, tasks=["within"], dataset="baron_human_subset"
+    )
     print("\nmacro-F1 on baron_human_subset, logistic regression, 3 x stratified 80/20 (seeds 0,1,2)")
-    for name, (mean, std) in results.items():
-        print(f"  {name:34s} {mean:.3f} +- {std:.3f}")
+    print(results_table(results))
+    if args.output:
+        results.to_csv(args.output, index=False)
 
 
 if __name__ == "__main__":
