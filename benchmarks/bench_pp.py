@@ -3,13 +3,20 @@
 Usage::
 
     python benchmarks/bench_pp.py N_CELLS N_GENES NNZ_PER_CELL [--sctop-cells 200]
-        [--pearson-cells 5000] [--anova-cells 20000] [--threads N] [--repeats 3] [--no-memory]
+        [--pearson-cells 5000] [--anova-cells 20000] [--threads N] [--repeats 3]
+        [--functions log_normalize rank_probit ...] [--no-memory]
 
 Prints, per function, the wall time of cellrep and of its peer (scanpy, sctop, sklearn),
 their ratio (peer / cellrep), cellrep's time relative to one copy of the CSR data array
 (the floor for any transform that writes its output), and the peak memory each allocates
 (tracemalloc, which numpy reports its buffers to; measured in a separate run) relative to
-the size of the CSR matrix. Numba kernels are compiled on a tiny matrix before timing.
+the size of the CSR matrix. A second table gives cellrep's peak memory on the same matrix
+as CSC. Numba kernels are compiled on a tiny matrix before timing.
+
+Both sides are timed the same way: each run gets a fresh AnnData holding its own copy of
+the float32 CSR counts (preparation not timed) and the call transforms it as it would in a
+notebook. cellrep and scanpy both update float32 data in place (``normalize_total``,
+``log1p``, ``log_normalize``, ``scale``), so no side pays for an output copy.
 """
 
 from __future__ import annotations
@@ -103,7 +110,7 @@ class Case:
 
     name: str
     ours: Callable
-    peer: Callable
+    peer: Callable | None
     ours_input: Callable
     ours_cells: int
     peer_input: Callable
@@ -145,9 +152,10 @@ def pp_cases(X, args) -> list[Case]:
             scanpy_log_normalize,
             full,
             n_cells,
-            "sc normalize_total+log1p",
+            "sc normalize_total+log1p (both in place)",
         ),
         same_input("normalize_total", cr.pp.normalize_total, sc.pp.normalize_total, full, n_cells, "sc"),
+        same_input("log1p", cr.pp.log1p, sc.pp.log1p, full, n_cells, "sc"),
         same_input(
             "scale(zero_center=False)",
             lambda a: cr.pp.scale(a, zero_center=False),
@@ -157,12 +165,20 @@ def pp_cases(X, args) -> list[Case]:
             "sc.pp.scale",
         ),
         same_input(
+            "scale(zero_center=True)",
+            cr.pp.scale,
+            None,
+            full,
+            n_cells,
+            "no peer: scanpy densifies; cellrep keeps the centring implicit",
+        ),
+        same_input(
             "pearson_residuals",
             cr.pp.pearson_residuals,
             sc.experimental.pp.normalize_pearson_residuals,
             rows(pearson_rows),
             pearson_rows,
-            f"scanpy experimental; first {pearson_rows} cells only (dense output)",
+            f"scanpy experimental; first {pearson_rows} cells only (dense output by nature)",
         ),
         Case(
             "rank_probit",
@@ -182,6 +198,14 @@ def pp_cases(X, args) -> list[Case]:
             anova_rows,
             f"sklearn f_classif on the same CSR; first {anova_rows} cells, 10 classes",
         ),
+        same_input(
+            "select_genes(hvg)",
+            lambda a: cr.pp.select_genes(a, method="hvg", n_top=2000),
+            lambda a: sc.pp.highly_variable_genes(a, flavor="seurat_v3", n_top_genes=2000, inplace=False),
+            rows(anova_rows),
+            anova_rows,
+            f"sc seurat_v3 (cellrep validates, then calls it); first {anova_rows} cells",
+        ),
     ]
 
 
@@ -193,18 +217,72 @@ def warm_up() -> None:
 
     small = synthetic_csr(50, 40, 10, seed=2)
     labels = np.arange(50) % 3
-    for transform in (
-        cr.pp.log_normalize,
-        cr.pp.normalize_total,
-        lambda a: cr.pp.scale(a, zero_center=False),
-        cr.pp.pearson_residuals,
-        lambda a: cr.pp.select_genes(a, labels_key="label", n_top=5),
-        run_rank_probit,
-        sc.pp.normalize_total,
-        lambda a: sc.pp.scale(a, zero_center=False),
-    ):
-        with contextlib.suppress(NotImplementedError):
-            transform(make_adata(small.copy(), labels.astype(str)))
+    for matrix in (small, small.tocsc()):  # the CSC memory table must not trace compilation
+        for transform in (
+            cr.pp.log_normalize,
+            cr.pp.normalize_total,
+            cr.pp.log1p,
+            cr.pp.scale,
+            lambda a: cr.pp.scale(a, zero_center=False),
+            cr.pp.pearson_residuals,
+            lambda a: cr.pp.select_genes(a, labels_key="label", n_top=5),
+            run_rank_probit,
+            sc.pp.normalize_total,
+            lambda a: sc.pp.scale(a, zero_center=False),
+        ):
+            with contextlib.suppress(NotImplementedError):
+                transform(make_adata(matrix.copy(), labels.astype(str)))
+
+
+def fmt(value: float, width: int, digits: int) -> str:
+    return f"{'-':>{width}}" if np.isnan(value) else f"{value:>{width}.{digits}f}"
+
+
+def time_cases(cases: list[Case], X, floor: float, args) -> None:
+    header = (
+        f"{'function':<26}{'cr cells':>9}{'cr s':>8}{'peer cells':>11}{'peer s':>8}{'cr ms/cell':>11}"
+        f"{'peer ms/cell':>13}{'peer/cr':>9}{'cr/copy':>9}{'cr peak/CSR':>12}{'peer peak/CSR':>14}  peer"
+    )
+    print(header)
+    print("-" * len(header))
+    nan = float("nan")
+    for case in cases:
+        try:
+            ours_time = timed(case.ours, case.ours_input, args.repeats)
+        except NotImplementedError:
+            print(f"{case.name:<26} cellrep function not implemented yet; skipped")
+            continue
+        peer_time = timed(case.peer, case.peer_input, args.repeats) if case.peer else nan
+        ours_per_cell, peer_per_cell = ours_time / case.ours_cells, peer_time / case.peer_cells
+        ours_peak = peer_peak = nan
+        if not args.no_memory:
+            ours_peak = peak_bytes(case.ours, case.ours_input) / csr_bytes(case.ours_input().X)
+            if case.peer:
+                peer_peak = peak_bytes(case.peer, case.peer_input) / csr_bytes(case.peer_input().X)
+        print(
+            f"{case.name:<26}{case.ours_cells:>9}{ours_time:>8.3f}{case.peer_cells:>11}{fmt(peer_time, 8, 3)}"
+            f"{1e3 * ours_per_cell:>11.4f}{fmt(1e3 * peer_per_cell, 13, 4)}{fmt(peer_per_cell / ours_per_cell, 9, 1)}"
+            f"{ours_per_cell * X.shape[0] / floor:>9.2f}{fmt(ours_peak, 12, 2)}{fmt(peer_peak, 14, 2)}  {case.note}",
+            flush=True,
+        )
+
+
+def csc_memory(cases: list[Case]) -> None:
+    """cellrep's peak memory on the same inputs stored as CSC (no timing)."""
+    print(f"\n{'function (CSC input)':<26}{'cr peak/CSC':>12}")
+    print("-" * 38)
+    for case in cases:
+
+        def as_csc(make_input=case.ours_input):
+            adata = make_input()
+            adata.X = adata.X.tocsc()
+            return adata
+
+        try:
+            peak = peak_bytes(case.ours, as_csc) / csr_bytes(as_csc().X)
+        except NotImplementedError:
+            continue
+        print(f"{case.name:<26}{peak:>12.2f}", flush=True)
 
 
 def main() -> None:
@@ -218,9 +296,12 @@ def main() -> None:
     parser.add_argument(
         "--pearson-cells", type=int, default=5000, help="cells for the dense Pearson residuals"
     )
-    parser.add_argument("--anova-cells", type=int, default=20000, help="cells for ANOVA vs sklearn")
+    parser.add_argument("--anova-cells", type=int, default=20000, help="cells for ANOVA / hvg")
     parser.add_argument("--threads", type=int, default=None, help="cellrep numba thread limit")
     parser.add_argument("--repeats", type=int, default=3, help="timing runs per function (best is kept)")
+    parser.add_argument(
+        "--functions", nargs="+", help="only these functions (names as printed, prefix match)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc peak-memory runs")
     args = parser.parse_args()
 
@@ -244,35 +325,16 @@ def main() -> None:
         f"copy floor: X.data.copy() {floor:.3f} s, best of {max(args.repeats, 3)} ({X.data.nbytes / 1e9:.3f} GB)"
     )
     print(f"times: best of {args.repeats} runs for cellrep and for the peer\n")
-
-    header = (
-        f"{'function':<26}{'cr cells':>9}{'cr s':>8}{'peer cells':>11}{'peer s':>8}{'cr ms/cell':>11}"
-        f"{'peer ms/cell':>13}{'peer/cr':>9}{'cr/copy':>9}{'cr peak/CSR':>12}{'peer peak/CSR':>14}  peer"
-    )
-    print(header)
-    print("-" * len(header))
-    for case in pp_cases(X, args):
-        try:
-            ours_time = timed(case.ours, case.ours_input, args.repeats)
-        except NotImplementedError:
-            print(f"{case.name:<26} cellrep function not implemented yet; skipped")
-            continue
-        peer_time = timed(case.peer, case.peer_input, args.repeats)
-        ours_per_cell, peer_per_cell = ours_time / case.ours_cells, peer_time / case.peer_cells
-        ours_peak = peer_peak = float("nan")
-        if not args.no_memory:
-            ours_peak = peak_bytes(case.ours, case.ours_input) / csr_bytes(case.ours_input().X)
-            peer_peak = peak_bytes(case.peer, case.peer_input) / csr_bytes(case.peer_input().X)
-        print(
-            f"{case.name:<26}{case.ours_cells:>9}{ours_time:>8.3f}{case.peer_cells:>11}{peer_time:>8.3f}"
-            f"{1e3 * ours_per_cell:>11.4f}{1e3 * peer_per_cell:>13.4f}{peer_per_cell / ours_per_cell:>9.1f}"
-            f"{ours_per_cell * X.shape[0] / floor:>9.2f}{ours_peak:>12.2f}{peer_peak:>14.2f}  {case.note}",
-            flush=True,
-        )
+    cases = pp_cases(X, args)
+    if args.functions:
+        cases = [case for case in cases if any(case.name.startswith(name) for name in args.functions)]
+    time_cases(cases, X, floor, args)
     print(
         "\npeer/cr: per-cell speed-up. cr/copy: cellrep time per cell x all cells / copy floor. Peaks: "
         "tracemalloc peak of the call (input excluded) / CSR bytes of that call's input."
     )
+    if not args.no_memory:
+        csc_memory(cases)
     print(f"load average at the end: {os.getloadavg()}")
 
 

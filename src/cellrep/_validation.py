@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
+
+from ._settings import numba_threads
 
 SUPPORTED_MATRIX_TYPES = "a numpy ndarray, a scipy CSR/CSC matrix or array, or a dask array"
 
@@ -24,7 +27,9 @@ def get_matrix(adata, layer: str | None = None):
         return adata.X
     if layer not in adata.layers:
         available = list(adata.layers.keys()) or "none"
-        raise ValueError(f"Layer {layer!r} not found in adata.layers (available: {available}). Pass layer=None to use adata.X.")
+        raise ValueError(
+            f"Layer {layer!r} not found in adata.layers (available: {available}). Pass layer=None to use adata.X."
+        )
     return adata.layers[layer]
 
 
@@ -38,41 +43,83 @@ def check_matrix_type(matrix) -> None:
         return
     if sparse.issparse(matrix) and matrix.format in ("csr", "csc"):
         return
-    kind = f"a scipy sparse {matrix.format.upper()} matrix" if sparse.issparse(matrix) else type(matrix).__name__
-    raise TypeError(f"Expected {SUPPORTED_MATRIX_TYPES}, got {kind}. Convert it first, for example with `.tocsr()`.")
+    kind = (
+        f"a scipy sparse {matrix.format.upper()} matrix" if sparse.issparse(matrix) else type(matrix).__name__
+    )
+    raise TypeError(
+        f"Expected {SUPPORTED_MATRIX_TYPES}, got {kind}. Convert it first, for example with `.tocsr()`."
+    )
 
 
-def _stored_values(matrix) -> np.ndarray:
-    return matrix.data if sparse.issparse(matrix) else np.asarray(matrix)
+@dataclass(frozen=True)
+class ValueScan:
+    """What one read of the stored values found."""
+
+    n_non_finite: int
+    n_negative: int
+    n_non_integer: int
+
+
+def scan_values(matrix) -> ValueScan:
+    """Count the NaN/inf, negative and non-integer stored values in one parallel pass.
+
+    Sparse matrices are scanned on their stored values only (implicit zeros are finite,
+    non-negative integers). Allocates nothing of the data's size.
+    """
+    # imported here so that numba loads on first use, not on `import cellrep`
+    from ._kernels._validation import scan_flat, scan_rows
+
+    values = matrix.data if sparse.issparse(matrix) else np.asarray(matrix)
+    if values.dtype.kind not in "fiub":
+        raise TypeError(
+            f"Expected numeric data, got dtype {values.dtype}. Convert it with `.astype(np.float32)`."
+        )
+    if values.dtype.kind == "b":
+        values = values.view(np.uint8)
+    with numba_threads():
+        if values.ndim != 2 or values.flags.c_contiguous or values.flags.f_contiguous:
+            counts = scan_flat(values.ravel(order="K"))
+        else:
+            counts = scan_rows(values)
+    return ValueScan(*map(int, counts))
+
+
+def _raise_non_finite(scan: ValueScan, what: str) -> None:
+    if scan.n_non_finite:
+        raise ValueError(
+            f"{what} contains {scan.n_non_finite} NaN or infinite values. Remove or impute them before calling this function."
+        )
 
 
 def check_finite(matrix, what: str = "the data") -> None:
     """Raise a ValueError if ``matrix`` holds NaN or infinite values."""
     if is_dask_array(matrix):
         return  # checked lazily per block by the dask code paths
-    values = _stored_values(matrix)
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        n_bad = int(np.size(values) - np.isfinite(values).sum())
-        raise ValueError(f"{what} contains {n_bad} NaN or infinite values. Remove or impute them before calling this function.")
+    _raise_non_finite(scan_values(matrix), what)
 
 
-def check_counts(matrix, what: str = "the data", *, require_integer: bool = True) -> None:
-    """Raise a ValueError unless ``matrix`` holds finite, non-negative (integer) counts."""
+def check_counts(matrix, what: str = "the data", *, require_integer: bool = True) -> ValueScan | None:
+    """Raise a ValueError unless ``matrix`` holds finite, non-negative (integer) counts.
+
+    Returns the :class:`ValueScan` of the data (``None`` for dask arrays, which are not scanned),
+    so callers can react to non-integer values without a second pass.
+    """
     check_matrix_type(matrix)
-    check_finite(matrix, what)
     if is_dask_array(matrix):
-        return
-    values = _stored_values(matrix)
-    if values.size and values.min() < 0:
+        return None
+    scan = scan_values(matrix)
+    _raise_non_finite(scan, what)
+    if scan.n_negative:
         raise ValueError(
             f"{what} contains negative values, but raw counts are needed. "
             "Pass `layer=` naming the layer with raw counts (for example 'counts')."
         )
-    if require_integer and values.dtype.kind == "f" and values.size and not np.all(values == np.round(values)):
+    if require_integer and scan.n_non_integer:
         raise ValueError(
             f"{what} contains non-integer values, but raw integer counts are needed. "
             "Pass `layer=` naming the layer with raw counts; normalized or log data cannot be used here."
         )
+    return scan
 
 
 def warn_empty_cells(row_totals: np.ndarray, *, stacklevel: int = 3) -> None:
@@ -99,16 +146,24 @@ def check_labels(adata, labels_key: str, *, min_cells_per_class: int = 2) -> np.
     labels = adata.obs[labels_key]
     usable = labels.notna().to_numpy()
     if not usable.all():
-        warnings.warn(f"{(~usable).sum()} cells have a missing {labels_key!r} label and are ignored.", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{(~usable).sum()} cells have a missing {labels_key!r} label and are ignored.",
+            UserWarning,
+            stacklevel=3,
+        )
     counts = labels[usable].astype(str).value_counts()
     rare = counts.index[counts < min_cells_per_class]
     if len(rare):
         warnings.warn(
-            f"Classes with fewer than {min_cells_per_class} cells are ignored: {sorted(rare)}.", UserWarning, stacklevel=3
+            f"Classes with fewer than {min_cells_per_class} cells are ignored: {sorted(rare)}.",
+            UserWarning,
+            stacklevel=3,
         )
         usable &= ~labels.astype(str).isin(rare).to_numpy()
     if pd.unique(labels[usable].astype(str)).size < 2:
-        raise ValueError(f"{labels_key!r} needs at least two classes with {min_cells_per_class} or more cells each.")
+        raise ValueError(
+            f"{labels_key!r} needs at least two classes with {min_cells_per_class} or more cells each."
+        )
     return usable
 
 

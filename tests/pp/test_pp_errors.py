@@ -14,6 +14,7 @@ COUNT_FUNCTIONS = {
     "normalize_total": cr.pp.normalize_total,
     "log_normalize": cr.pp.log_normalize,
     "pearson_residuals": cr.pp.pearson_residuals,
+    "rank_probit": cr.pp.rank_probit,
     "hvg_seurat_v3": lambda adata, **kw: cr.pp.select_genes(adata, method="hvg", **kw),
 }
 ALL_FUNCTIONS = {

@@ -27,11 +27,14 @@ FORMATS = st.sampled_from(["dense", "csr", "csc"])
 DTYPES = st.sampled_from([np.float32, np.float64, np.int64])
 
 
+SMALL_COUNTS = st.integers(0, 4)
+
+
 @st.composite
-def count_matrices(draw, min_rows: int = 1):
+def count_matrices(draw, min_rows: int = 1, elements=SMALL_COUNTS, dtype=np.int64):
     n_rows = draw(st.integers(min_rows, 9))
     n_columns = draw(st.integers(1, 7))
-    values = draw(arrays(np.int64, (n_rows, n_columns), elements=st.integers(0, 4)))
+    values = draw(arrays(dtype, (n_rows, n_columns), elements=elements))
     if draw(st.booleans()):
         values[:, draw(st.integers(0, n_columns - 1))] = 0  # an all-zero column
     if draw(st.booleans()):
@@ -88,6 +91,28 @@ def test_normalize_rows(values, matrix_format, dtype, target_sum, log, base, cop
     np.testing.assert_allclose(to_dense(result), expected, **tolerance(result.dtype))
     if copy:
         np.testing.assert_array_equal(to_dense(matrix), original)
+
+
+# rows mixing the log table path (small integers) with the direct path (fractional or >= 256)
+MIXED_VALUES = st.sampled_from([0.0, 0.0, 1.0, 2.0, 3.0, 2.5, 255.0, 256.0, 3000.0, 1e-3])
+
+
+@SETTINGS
+@given(
+    count_matrices(elements=MIXED_VALUES, dtype=np.float64),
+    FORMATS,
+    st.sampled_from([np.float32, np.float64]),
+)
+def test_log_normalize_table_and_direct_paths(values, matrix_format, dtype):
+    values = values.astype(dtype)
+    for target_sum in (1e4, None):
+        result, _, used = normalize_rows(
+            as_format(values, matrix_format), target_sum=target_sum, log=True, copy=True
+        )
+        row_totals = values.sum(axis=1, dtype=np.float64)
+        factors = np.divide(used, row_totals, out=np.zeros_like(row_totals), where=row_totals > 0)
+        expected = np.log1p(values * factors[:, None])
+        np.testing.assert_allclose(to_dense(result), expected, **tolerance(dtype))
 
 
 @SETTINGS

@@ -16,7 +16,7 @@ from tests.conftest import as_format, make_adata, read_shared, synthetic_counts
 import cellrep as cr
 from cellrep._array._offset import OffsetSparseMatrix
 from cellrep._array._rank_probit import probit_table, rank_probit_matrix
-from cellrep._kernels._rank import csr_row_ranks
+from cellrep._kernels._rank import COUNT_BOUND, csr_rank_probit, csr_row_ranks
 
 
 def sctop_reference(dense_cells_by_genes: np.ndarray) -> np.ndarray:
@@ -86,7 +86,9 @@ def test_empty_cell_warns_and_gives_zeros():
         cr.pp.rank_probit(adata)
     values = cr.pp.get_rank_probit(adata).toarray()
     np.testing.assert_array_equal(values[4], 0.0)
-    np.testing.assert_allclose(np.delete(values, 4, axis=0), np.delete(sctop_reference(counts), 4, axis=0), atol=1e-5)
+    np.testing.assert_allclose(
+        np.delete(values, 4, axis=0), np.delete(sctop_reference(counts), 4, axis=0), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
@@ -127,19 +129,34 @@ def test_probit_table():
     np.testing.assert_allclose(probit_table(n_cols), special.ndtri(ranks / (n_cols + 1)), rtol=1e-15)
 
 
+# the counting path, the hybrid (values >= bound sorted after the counted ones) and sorting only
+COUNT_BOUNDS = st.sampled_from([COUNT_BOUND, 3.0, 1.0])
+
+
 @st.composite
 def matrices_with_ties(draw):
+    """Small rows with many ties, empty rows, all-zero columns, integer or fractional values."""
     n_rows = draw(st.integers(0, 8))
     n_cols = draw(st.integers(1, 12))
-    values = draw(arrays(np.float64, (n_rows, n_cols), elements=st.sampled_from([0.0, 0.0, 0.0, 1.0, 2.0, 2.5, 7.0])))
-    return values
+    elements = st.sampled_from([0.0, 0.0, 0.0, 1.0, 2.0, 2.5, 3.0, 7.0, 1500.0])
+    if draw(st.booleans()):
+        elements = st.integers(0, 9).map(float)  # integer rows only: the counting path
+    values = draw(arrays(np.float64, (n_rows, n_cols), elements=elements))
+    if n_rows and draw(st.booleans()):
+        values[draw(st.integers(0, n_rows - 1))] = 0  # an empty row
+    if draw(st.booleans()):
+        values[:, draw(st.integers(0, n_cols - 1))] = 0  # an all-zero column
+    return values.astype(draw(st.sampled_from([np.float32, np.float64, np.int64])))
 
 
-@settings(max_examples=30, deadline=None)
-@given(matrices_with_ties())
-def test_kernel_ranks_match_scipy(dense):
+@settings(max_examples=60, deadline=None)
+@given(matrices_with_ties(), COUNT_BOUNDS, st.booleans())
+def test_kernel_ranks_match_scipy(dense, count_bound, explicit_zeros):
     csr = sparse.csr_matrix(dense)
-    twice_ranks, n_zeros = csr_row_ranks(csr.data, csr.indptr, dense.shape[1])
+    if explicit_zeros and csr.nnz:
+        csr.data[::2] = 0  # stored zeros rank with the implicit ones
+        dense = csr.toarray()
+    twice_ranks, n_zeros = csr_row_ranks(csr.data, csr.indptr, dense.shape[1], count_bound)
     expected = stats.rankdata(dense, axis=1) if dense.size else dense
     for row in range(dense.shape[0]):
         lo, hi = csr.indptr[row], csr.indptr[row + 1]
@@ -149,13 +166,52 @@ def test_kernel_ranks_match_scipy(dense):
         assert n_zeros[row] == zero_columns.sum()
 
 
+@settings(max_examples=60, deadline=None)
+@given(matrices_with_ties(), st.booleans(), COUNT_BOUNDS)
+def test_kernel_transform_matches_numpy(dense, l2_normalize, count_bound):
+    csr = sparse.csr_matrix(dense)
+    n_rows, n_cols = dense.shape
+    deltas = np.full(csr.nnz, np.nan)
+    offsets = np.full(n_rows, np.nan)
+    csr_rank_probit(
+        csr.data, csr.indptr, n_cols, probit_table(n_cols), l2_normalize, deltas, offsets, count_bound
+    )
+    result = (
+        sparse.csr_matrix((deltas, csr.indices, csr.indptr), shape=dense.shape).toarray() + offsets[:, None]
+    )
+    np.testing.assert_allclose(result, numpy_rank_probit(dense.astype(np.float64), l2_normalize), atol=1e-12)
+
+
 @settings(max_examples=30, deadline=None)
 @given(matrices_with_ties(), st.booleans())
 def test_transform_matches_numpy(dense, l2_normalize):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         result = rank_probit_matrix(dense, l2_normalize=l2_normalize, dtype=np.float64)
-    np.testing.assert_allclose(result.toarray(), numpy_rank_probit(dense, l2_normalize), atol=1e-12)
+    np.testing.assert_allclose(
+        result.toarray(), numpy_rank_probit(dense.astype(np.float64), l2_normalize), atol=1e-12
+    )
+
+
+def test_large_counts_rank_after_small_ones():
+    """Counts above the counting bound (sorted) mixed with small ones (counted) in one row."""
+    rng = np.random.default_rng(4)
+    dense = rng.integers(0, 6, size=(30, 200)).astype(np.float32)
+    dense[:, ::7] = rng.integers(COUNT_BOUND - 2, COUNT_BOUND + 50, size=dense[:, ::7].shape)
+    dense[:, 3] = COUNT_BOUND + 10  # a tie among the large values
+    result = rank_probit_matrix(sparse.csr_matrix(dense), dtype=np.float64)
+    np.testing.assert_allclose(result.toarray(), numpy_rank_probit(dense.astype(np.float64)), atol=1e-12)
+    np.testing.assert_allclose(result.toarray(), sctop_reference(dense), atol=1e-5)
+
+
+def test_csc_and_dense_results_own_their_indices():
+    counts = synthetic_counts()
+    for matrix in (sparse.csc_matrix(counts.astype(np.float32)), counts):
+        result = rank_probit_matrix(matrix, dtype=np.float64)
+        np.testing.assert_allclose(result.toarray(), numpy_rank_probit(counts.astype(np.float64)), atol=1e-12)
+    csr = sparse.csr_matrix(counts)
+    result = rank_probit_matrix(csr)
+    assert not np.shares_memory(result.deltas.indices, csr.indices)
 
 
 @pytest.mark.shared_data

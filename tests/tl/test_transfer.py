@@ -10,16 +10,19 @@ from tests.conftest import as_format
 
 import cellrep as cr
 from cellrep.tl._classifiers import LocalLogisticRegression
+from cellrep.tl._transfer import DEFAULT_C
 
 N_TYPES = 3
 
 
-def typed_counts(n_cells: int = 90, n_genes: int = 40, *, seed: int = 0, matrix_format="csr", dtype=np.float32):
-    """Counts where each of three types over-expresses its own block of marker genes."""
+def typed_counts(
+    n_cells: int = 90, n_genes: int = 40, *, seed: int = 0, matrix_format="csr", dtype=np.float32, n_types: int = N_TYPES
+):
+    """Counts where each type (three by default) over-expresses its own block of 5 marker genes."""
     rng = np.random.default_rng(seed)
-    labels = np.arange(n_cells) % N_TYPES
+    labels = np.arange(n_cells) % n_types
     rates = rng.gamma(1.0, 1.0, size=n_genes)[None, :] * np.ones((n_cells, 1))
-    for cell_type in range(N_TYPES):
+    for cell_type in range(n_types):
         rates[labels == cell_type, cell_type * 5 : cell_type * 5 + 5] += 6.0
     counts = rng.poisson(rates)
     obs = pd.DataFrame({"cell_type": pd.Categorical([f"type{k}" for k in labels])}, index=[f"c{seed}_{i}" for i in range(n_cells)])
@@ -56,7 +59,7 @@ def test_end_to_end_transfer_from_counts(ref_query, method):
 @pytest.mark.parametrize(
     ("method", "estimator"),
     [
-        ("logreg", LogisticRegression(class_weight="balanced", max_iter=1000, random_state=0)),
+        ("logreg", LogisticRegression(C=DEFAULT_C, class_weight="balanced", max_iter=1000, random_state=0)),
         ("knn", KNeighborsClassifier(n_neighbors=15, weights="distance")),
         ("centroid", NearestCentroid()),
     ],
@@ -119,11 +122,56 @@ def test_bad_labels_warn_and_every_query_cell_is_predicted():
         cr.tl.transfer_labels(ref, query, labels_key="cell_type", method="svm")
 
 
-def test_no_shared_genes_is_an_error():
+def test_no_shared_genes_is_an_error_and_leaves_both_untouched():
     ref, query = typed_counts(seed=0), typed_counts(60, seed=1)
     query.var_names = [f"mouse{j}" for j in range(query.n_vars)]
     with pytest.raises(ValueError, match="map_orthologs"):
         cr.tl.transfer_labels(ref, query, labels_key="cell_type")
+    assert list(ref.obsm) == [] and list(ref.uns) == []
+    assert list(query.obsm) == [] and list(query.uns) == [] and list(query.obs.columns) == ["cell_type"]
+
+    # an embedding computed before survives a failed call unchanged
+    cr.tl.linear_embedding(ref, labels_key="cell_type", n_genes=30, n_comps=10)
+    embedding, transform = ref.obsm["X_linear"], ref.uns["linear"]
+    with pytest.raises(ValueError, match="map_orthologs"):
+        cr.tl.transfer_labels(ref, query, labels_key="cell_type")
+    assert ref.obsm["X_linear"] is embedding and ref.uns["linear"] is transform
+
+
+def test_default_transfer_is_the_documented_pipeline(matrix_format, dtype):
+    """Defaults = linear_embedding(DEFAULT_LINEAR_KWARGS) + project(reference statistics) + balanced LogisticRegression(C=0.05)."""
+    from cellrep.tl._transfer import DEFAULT_LINEAR_KWARGS
+
+    ref = typed_counts(seed=0, matrix_format=matrix_format, dtype=dtype)
+    query = typed_counts(60, seed=1, matrix_format=matrix_format, dtype=dtype)
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type", linear_kwargs={"n_genes": 30, "n_comps": 10})
+    assert DEFAULT_LINEAR_KWARGS == {"normalization": "log", "gene_selection": "hvg", "whiten": False, "max_value": 4.0}
+
+    expected_ref, expected_query = ref.copy(), query.copy()
+    cr.tl.linear_embedding(expected_ref, labels_key="cell_type", n_genes=30, n_comps=10, **DEFAULT_LINEAR_KWARGS)
+    cr.tl.project(expected_query, expected_ref, standardize="reference")
+    np.testing.assert_allclose(query.obsm["X_linear"], expected_query.obsm["X_linear"], rtol=1e-5, atol=1e-5)
+    model = LogisticRegression(C=0.05, class_weight="balanced", max_iter=1000, random_state=0)
+    model.fit(expected_ref.obsm["X_linear"], ref.obs["cell_type"].astype(str))
+    np.testing.assert_allclose(query.obsm["cell_type_proba"], model.predict_proba(expected_query.obsm["X_linear"]), atol=1e-5)
+
+
+def test_held_out_novel_type_is_called_unknown():
+    """A type missing from the reference gets low confidence; the threshold turns it into 'unknown'."""
+    cells = typed_counts(400, seed=0, n_types=4)
+    first_half = np.arange(cells.n_obs) < 200
+    ref = cells[first_half & (cells.obs["cell_type"] != "type3").to_numpy()].copy()
+    query = cells[~first_half].copy()
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type", unknown_threshold=0.8)
+    novel = query.obs["cell_type"].to_numpy() == "type3"
+    predicted = query.obs["cell_type_pred"].astype(str).to_numpy()
+    called_unknown = predicted == "unknown"
+    np.testing.assert_array_equal(called_unknown, query.obs["cell_type_confidence"].to_numpy() < 0.8)
+    assert "unknown" in query.obs["cell_type_pred"].cat.categories
+    assert called_unknown[novel].mean() >= 0.8  # 43 of 50 on this data
+    assert called_unknown[~novel].mean() <= 0.05  # 3 of 150
+    confident_known = ~novel & ~called_unknown
+    np.testing.assert_array_equal(predicted[confident_known], query.obs["cell_type"].astype(str).to_numpy()[confident_known])
 
 
 def test_local_logreg_falls_back_to_the_global_model():

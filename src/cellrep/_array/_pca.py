@@ -1,23 +1,26 @@
 """Randomized PCA with implicit centring and scaling, and projection of new data onto the fit.
 
 The centred, scaled matrix ``A = (X − 1 μᵀ) diag(1 / σ)`` is never formed: a randomized block
-Krylov range finder (Halko, Martinsson & Tropp 2011; Musco & Musco 2015) only multiplies ``X`` (ndarray, CSR, CSC or :class:`OffsetSparseMatrix`) with thin
-dense blocks. The scores are computed as ``A @ components.T``, so :func:`project_onto_pcs`
-applied to the fitted data reproduces them exactly.
-"""
+Krylov eigensolver for ``AᵀA`` (Halko, Martinsson & Tropp 2011; Musco & Musco 2015) only
+multiplies ``X`` (ndarray, CSR, CSC or :class:`OffsetSparseMatrix`) with thin dense blocks.
+The scores are computed as ``A @ components.T``, so :func:`project_onto_pcs` applied to the
+fitted data reproduces them exactly."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
 from sklearn.utils.extmath import svd_flip
+from threadpoolctl import threadpool_limits
 
 from ._pca_operator import CenteredScaledOperator, build_operator, column_mean_var
 
 DEFAULT_OVERSAMPLES = 20
-DEFAULT_POWER_ITERATIONS = 6
+DEFAULT_POWER_ITERATIONS = 5
+ORTHOGONALITY_TOLERANCE = 1e-8
 
 
 @dataclass
@@ -55,39 +58,124 @@ class PCAResult:
         return project_onto_pcs(matrix, self)
 
 
+@contextmanager
+def _single_threaded_blas():
+    """Thin-block algebra runs faster on one BLAS thread than on contended ones (and is cheap)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def _orthonormal_basis(block: np.ndarray) -> np.ndarray:
-    return linalg.qr(block, mode="economic", overwrite_a=True, check_finite=False)[0]
+    """Orthonormal basis of a tall, thin block's columns.
+
+    Shifted Cholesky QR3 (Fukaya et al. 2020): three Gram-matrix passes, stable up to a
+    condition number of ``1 / eps`` and several times faster than Householder QR on a tall
+    block. A numerically rank-deficient block, which makes a Cholesky factor fail, falls back
+    to Householder QR.
+    """
+    n_rows, n_cols = block.shape
+    gram = block.T @ block
+    shift = 11.0 * (n_rows * n_cols + n_cols * (n_cols + 1)) * np.finfo(np.float64).eps * np.trace(gram)
+    try:
+        factor = linalg.cholesky(gram + shift * np.eye(n_cols), check_finite=False)
+        basis = linalg.solve_triangular(factor, block.T, trans="T", check_finite=False).T
+        for _ in range(2):
+            gram = basis.T @ basis
+            factor = linalg.cholesky(gram, check_finite=False)
+            basis = linalg.solve_triangular(factor, basis.T, trans="T", check_finite=False).T
+        if np.abs(gram - np.eye(n_cols)).max() < ORTHOGONALITY_TOLERANCE:
+            return np.ascontiguousarray(basis)
+    except linalg.LinAlgError:
+        pass
+    return linalg.qr(block, mode="economic", check_finite=False)[0]
+
+
+def _orthogonal_complement_basis(candidate: np.ndarray, previous_blocks: list[np.ndarray]) -> np.ndarray:
+    """Orthonormal basis of ``candidate`` after removing its components along ``previous_blocks``.
+
+    Block Gram–Schmidt twice (Giraud et al. 2005), then once more after orthonormalising if
+    the candidate was (numerically) inside the previous span, as when the Krylov space of a
+    small matrix is exhausted: its remaining directions are then rounding noise.
+    """
+    for _ in range(2):
+        for previous in previous_blocks:
+            candidate -= previous @ (previous.T @ candidate)
+    block = _orthonormal_basis(candidate)
+    overlap = max(np.abs(previous.T @ block).max() for previous in previous_blocks)
+    if overlap > ORTHOGONALITY_TOLERANCE:
+        for previous in previous_blocks:
+            block -= previous @ (previous.T @ block)
+        block = _orthonormal_basis(block)
+    return block
+
+
+def _top_eigenvectors(gram_product, dimension: int, n_vectors: int, *, width: int, n_blocks: int, rng):
+    """Top ``n_vectors`` eigenvectors (dimension × n_vectors) of a symmetric PSD ``AᵀA`` seen through products.
+
+    Block Krylov iteration (Musco & Musco 2015) with full re-orthogonalisation: the blocks
+    ``Q_1 = orth(M Ω), Q_{i+1} = orth(M Q_i ⟂ Q_1..Q_i)`` span ``M Ω, …, M^n_blocks Ω``, and the
+    images ``M Q_i`` made along the way give the Rayleigh–Ritz matrix ``Qᵀ M Q`` for free. The
+    basis never grows past ``dimension`` columns, where it spans the whole space.
+    """
+    with _single_threaded_blas():
+        block = _orthonormal_basis(gram_product(rng.standard_normal((dimension, width))))
+    basis_blocks, images = [], []
+    while True:
+        basis_blocks.append(block)
+        images.append(gram_product(block))
+        n_basis = sum(block.shape[1] for block in basis_blocks)
+        if len(basis_blocks) >= n_blocks or n_basis >= dimension:
+            break
+        with _single_threaded_blas():
+            block = _orthogonal_complement_basis(images[-1].copy(), basis_blocks)[:, : dimension - n_basis]
+    with _single_threaded_blas():
+        basis = np.hstack(basis_blocks)
+        rayleigh_ritz = basis.T @ np.hstack(images)
+        eigenvalues, eigenvectors = linalg.eigh((rayleigh_ritz + rayleigh_ritz.T) / 2, check_finite=False)
+        return basis @ eigenvectors[:, np.argsort(eigenvalues)[::-1][:n_vectors]]
+
+
+def _orthonormal_columns_by_variance(block: np.ndarray) -> np.ndarray:
+    """Left singular vectors of a tall ``block`` (same width), largest singular value first."""
+    left, _, _ = linalg.svd(block, full_matrices=False, check_finite=False)
+    return left
 
 
 def randomized_components(
-    operator: CenteredScaledOperator, n_comps: int, *, n_oversamples: int, n_power_iter: int, random_state: int
+    operator: CenteredScaledOperator,
+    n_comps: int,
+    *,
+    n_oversamples: int,
+    n_power_iter: int,
+    random_state: int,
 ) -> np.ndarray:
-    """Top ``n_comps`` right singular vectors (components × genes) of the operator's matrix.
+    """Top ``n_comps`` right singular vectors (components × genes) of the operator's matrix ``A``.
 
-    Block Krylov iteration (Musco & Musco 2015) with full re-orthogonalisation: the blocks
-    ``A Ω, (A Aᵀ) A Ω, …`` are orthonormalised against each other as they are built, and the
-    products ``Aᵀ Q_i`` made along the way are exactly the rows of ``Qᵀ A`` needed for the final
-    Rayleigh–Ritz step. It costs ``2 n_power_iter + 2`` passes over the data, like subspace
-    iteration, but resolves the flat tail of an scRNA-seq spectrum far better.
+    The eigenvectors of ``AᵀA`` (or of ``AAᵀ``, whichever is smaller) are found by block
+    Krylov iteration: ``2 n_power_iter + 2`` passes over the data, each multiplying it with
+    a block of ``n_comps + n_oversamples`` columns. The dense algebra runs on the short side,
+    so its cost and memory do not grow with the number of cells. For a wide matrix (fewer
+    cells than genes) the left singular vectors ``U`` come first and one more pass maps them
+    to ``Aᵀ U``, whose orthonormalised columns are the components.
     """
     n_rows, n_cols = operator.shape
-    width = min(n_comps + n_oversamples, n_rows, n_cols)
+    dimension = min(n_rows, n_cols)
+    width = min(n_comps + n_oversamples, dimension)
     rng = np.random.default_rng(random_state)
-    left_blocks = [_orthonormal_basis(operator.matmat(rng.standard_normal((n_cols, width))))]
-    transposed_products = []  # Aᵀ Q_i for each orthonormal block Q_i
-    while True:
-        transposed_products.append(operator.rmatmat(left_blocks[-1]))
-        n_basis = sum(block.shape[1] for block in left_blocks)
-        if len(left_blocks) > n_power_iter or n_basis + width > n_rows:
-            break
-        candidate = operator.matmat(_orthonormal_basis(transposed_products[-1]))
-        for _ in range(2):  # twice is enough (Giraud et al. 2005)
-            for block in left_blocks:
-                candidate -= block @ (block.T @ candidate)
-        left_blocks.append(_orthonormal_basis(candidate))
-    projected = np.hstack(transposed_products).T  # Qᵀ A, (blocks × width) × genes
-    _, _, right_vectors = linalg.svd(projected, full_matrices=False, check_finite=False)
-    return right_vectors[:n_comps]
+    settings = {"width": width, "n_blocks": n_power_iter + 1, "rng": rng}
+    if n_cols <= n_rows:
+
+        def gram_product(block):
+            return operator.rmatmat(operator.matmat(block, low_precision=True), low_precision=True)
+
+        return _top_eigenvectors(gram_product, n_cols, n_comps, **settings).T
+
+    def gram_product(block):
+        return operator.matmat(operator.rmatmat(block, low_precision=True), low_precision=True)
+
+    left_vectors = _top_eigenvectors(gram_product, n_rows, n_comps, **settings)
+    with _single_threaded_blas():
+        return _orthonormal_columns_by_variance(operator.rmatmat(left_vectors)).T
 
 
 def pca_matrix(
@@ -113,7 +201,8 @@ def pca_matrix(
     n_comps
         Number of components, at most ``min(n_cells, n_genes)``.
     zero_center
-        Centre each gene (implicitly). ``False`` gives a truncated SVD, as scanpy does.
+        Centre each gene (implicitly) at its mean, or at ``mean`` when given. ``False`` gives
+        a truncated SVD, as scanpy does, of the data shifted by ``mean`` if one is given.
     standardize
         Divide each centred gene by its standard deviation (``ddof=1``, as ``sc.pp.scale``;
         constant genes are left unscaled).
@@ -121,14 +210,15 @@ def pca_matrix(
         Divide the scores by ``sqrt(variance)`` so each component has unit variance.
     mean, scale
         Use these per-gene centre and divisor instead of computing them (for example the
-        ``var['mean']`` and ``var['std']`` kept by an implicitly centred ``cr.pp.scale``).
+        centre ``var['mean'] / var['std']`` left implicit by ``cr.pp.scale``). ``mean`` is
+        subtracted even when ``zero_center=False``.
     random_state
         Seed of the random test matrix; the result is deterministic for a fixed seed.
     n_oversamples, n_power_iter
         Extra random directions and power iterations of the range finder; the defaults give
         component variances within 1 % of an exact SVD on scRNA-seq data.
     n_threads
-        Thread limit for the numba moment kernels.
+        Thread limit for the numba kernels (default ``cellrep.settings.n_threads``).
     """
     n_rows, n_cols = matrix.shape
     if not 1 <= n_comps <= min(n_rows, n_cols):
@@ -141,12 +231,10 @@ def pca_matrix(
         scale = np.where(std > 0, std, 1.0)
     if zero_center and mean is None:
         mean = column_mean
-    if not zero_center:
-        mean = None
     mean = None if mean is None else np.asarray(mean, dtype=np.float64)
     scale = None if scale is None else np.asarray(scale, dtype=np.float64)
 
-    operator = build_operator(matrix, center=mean, scale=scale)
+    operator = build_operator(matrix, center=mean, scale=scale, n_threads=n_threads)
     components = randomized_components(
         operator, n_comps, n_oversamples=n_oversamples, n_power_iter=n_power_iter, random_state=random_state
     )
@@ -166,7 +254,7 @@ def pca_matrix(
     return PCAResult(scores, components, variance, variance_ratio, mean, scale, whiten)
 
 
-def project_onto_pcs(matrix, result: PCAResult) -> np.ndarray:
+def project_onto_pcs(matrix, result: PCAResult, *, n_threads: int | None = None) -> np.ndarray:
     """Scores of new cells in a fitted PCA: ``((X − mean) / scale) @ components.T`` (÷ ``sqrt(variance)`` if whitened).
 
     Parameters
@@ -175,11 +263,16 @@ def project_onto_pcs(matrix, result: PCAResult) -> np.ndarray:
         ndarray, CSR, CSC or :class:`OffsetSparseMatrix` with the fitted genes, in the same order.
     result
         A :class:`PCAResult` from :func:`pca_matrix` (or rebuilt from an AnnData by ``cr.tl``).
+    n_threads
+        Thread limit for the numba kernels (default ``cellrep.settings.n_threads``).
     """
     n_genes = result.components.shape[1]
     if matrix.shape[1] != n_genes:
-        raise ValueError(f"The data has {matrix.shape[1]} genes but the PCA was fitted on {n_genes}; align the genes first.")
-    scores = build_operator(matrix, center=result.mean, scale=result.scale).matmat(result.components.T)
+        raise ValueError(
+            f"The data has {matrix.shape[1]} genes but the PCA was fitted on {n_genes}; align the genes first."
+        )
+    operator = build_operator(matrix, center=result.mean, scale=result.scale, n_threads=n_threads)
+    scores = operator.matmat(result.components.T)
     if result.whiten:
         scores /= np.sqrt(np.where(result.variance > 0, result.variance, 1.0))
     return scores

@@ -13,11 +13,17 @@ import numba
 import numpy as np
 from scipy import sparse
 
-from .._kernels._pca_moments import csr_column_moments, csr_row_moments
+from .._kernels._pca_moments import (
+    csr_column_moments,
+    csr_row_moments,
+    csr_times_dense,
+    csr_transpose_times_dense,
+)
 from .._settings import numba_threads
 from ._offset import OffsetSparseMatrix
 
 DENSE_CHUNK_ROWS = 8192
+SCRATCH_BYTES = 256 * 2**20  # cap on the per-thread partial products of a scattered product
 
 
 def split_offsets(matrix) -> tuple[np.ndarray | sparse.csr_matrix | sparse.csc_matrix, np.ndarray | None]:
@@ -69,9 +75,42 @@ def column_mean_var(matrix, *, ddof: int = 1, n_threads: int | None = None) -> t
     return mean, np.maximum(variance, 0.0)
 
 
+def _scratch_chunks(n_out_rows: int, width: int, itemsize: int) -> int:
+    """Threads' partial products to keep for a scattered product, within SCRATCH_BYTES."""
+    per_chunk = max(n_out_rows * width * itemsize, 1)
+    return int(max(1, min(numba.get_num_threads(), SCRATCH_BYTES // per_chunk)))
+
+
+def sparse_dense_product(
+    values, block: np.ndarray, *, transpose: bool, dtype=np.float64, n_threads: int | None = None
+) -> np.ndarray:
+    """``values @ block`` (or ``values.T @ block``) for CSR/CSC ``values``, computed in ``dtype``.
+
+    A CSC matrix is the CSR matrix of its transpose, so each case is one of two kernels:
+    "gathered" (each output row from one row of the CSR arrays, parallel over rows) or
+    "scattered" (each thread adds its range of rows into its own partial product).
+    """
+    block = np.ascontiguousarray(block, dtype=dtype)
+    n_rows, n_cols = values.shape
+    n_out_rows, width = (n_cols if transpose else n_rows), block.shape[1]
+    gathered = (values.format == "csr") != transpose
+    with numba_threads(n_threads):
+        if gathered:
+            product = np.empty((n_out_rows, width), dtype=dtype)
+            csr_times_dense(values.data, values.indices, values.indptr, block, product)
+            return product
+        n_chunks = _scratch_chunks(n_out_rows, width, block.itemsize)
+        buffers = np.empty((n_chunks, n_out_rows, width), dtype=dtype)
+        csr_transpose_times_dense(values.data, values.indices, values.indptr, block, buffers)
+    return buffers[0] if n_chunks == 1 else buffers.sum(axis=0)
+
+
 @dataclass
 class CenteredScaledOperator:
     """The matrix ``A = (X + o 1ᵀ − 1 cᵀ) diag(1 / s)`` applied through products with dense blocks.
+
+    Products are returned in float64; the rank-one corrections for ``o`` and ``c`` and the
+    scaling are applied in float64 on the small side.
 
     Parameters
     ----------
@@ -83,35 +122,52 @@ class CenteredScaledOperator:
         ``c``, subtracted from each column, or ``None``.
     scale
         ``s``, each column is divided by it, or ``None``.
+    n_threads
+        Thread limit of the sparse product kernels.
     """
 
     values: np.ndarray | sparse.csr_matrix | sparse.csc_matrix
     row_offsets: np.ndarray | None = None
     center: np.ndarray | None = None
     scale: np.ndarray | None = None
+    n_threads: int | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.values.shape
 
-    def matmat(self, block: np.ndarray) -> np.ndarray:
-        """``A @ block`` (n_rows × k, float64) for a dense ``block`` (n_cols × k)."""
+    def _product(self, block: np.ndarray, *, transpose: bool, low_precision: bool) -> np.ndarray:
+        if sparse.issparse(self.values):
+            dtype = self.values.dtype if low_precision else np.float64
+            product = sparse_dense_product(
+                self.values, block, transpose=transpose, dtype=dtype, n_threads=self.n_threads
+            )
+            return product.astype(np.float64, copy=False)
+        values = self.values.T if transpose else self.values
+        return np.asarray(values @ block.astype(values.dtype, copy=False), dtype=np.float64)
+
+    def matmat(self, block: np.ndarray, *, low_precision: bool = False) -> np.ndarray:
+        """``A @ block`` (n_rows × k, float64) for a dense ``block`` (n_cols × k).
+
+        ``low_precision``: multiply sparse float32 data in float32 (twice as fast; enough for
+        the range finder of a randomized SVD, whose products only need to span a subspace).
+        """
         block = np.asarray(block, dtype=np.float64)
         if self.scale is not None:
             block = block / self.scale[:, None]
-        product = np.asarray(self.values @ block.astype(self.values.dtype, copy=False), dtype=np.float64)
+        product = self._product(block, transpose=False, low_precision=low_precision)
         if self.row_offsets is not None:
             product += np.outer(self.row_offsets, block.sum(axis=0))
         if self.center is not None:
             product -= self.center @ block
         return product
 
-    def rmatmat(self, block: np.ndarray) -> np.ndarray:
-        """``A.T @ block`` (n_cols × k, float64) for a dense ``block`` (n_rows × k)."""
+    def rmatmat(self, block: np.ndarray, *, low_precision: bool = False) -> np.ndarray:
+        """``A.T @ block`` (n_cols × k, float64) for a dense ``block`` (n_rows × k); see :meth:`matmat`."""
         block = np.asarray(block, dtype=np.float64)
-        product = np.asarray(self.values.T @ block.astype(self.values.dtype, copy=False), dtype=np.float64)
+        product = self._product(block, transpose=True, low_precision=low_precision)
         if self.row_offsets is not None:
-            product += self.row_offsets.astype(np.float64) @ block
+            product += self.row_offsets @ block
         if self.center is not None:
             product -= np.outer(self.center, block.sum(axis=0))
         if self.scale is not None:
@@ -119,7 +175,9 @@ class CenteredScaledOperator:
         return product
 
 
-def build_operator(matrix, *, center: np.ndarray | None, scale: np.ndarray | None) -> CenteredScaledOperator:
+def build_operator(
+    matrix, *, center: np.ndarray | None, scale: np.ndarray | None, n_threads: int | None = None
+) -> CenteredScaledOperator:
     """Wrap ``matrix`` (ndarray, CSR, CSC or OffsetSparseMatrix) with a column centre and scale.
 
     Only the value array is converted to the working dtype (float32 or float64); sparse
@@ -129,4 +187,4 @@ def build_operator(matrix, *, center: np.ndarray | None, scale: np.ndarray | Non
     dtype = working_dtype(values.dtype)
     values = values.astype(dtype, copy=False)
     offsets = None if row_offsets is None else np.asarray(row_offsets, dtype=np.float64)
-    return CenteredScaledOperator(values, offsets, center, scale)
+    return CenteredScaledOperator(values, offsets, center, scale, n_threads)

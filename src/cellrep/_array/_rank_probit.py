@@ -33,7 +33,8 @@ def rank_probit_matrix(
     to ``z = Φ⁻¹(rank / (G + 1))`` and optionally scaled to unit L2 norm. ``sctop`` ranks
     ``log2(1 + x / Σx)``; that map is strictly increasing within a row, so ranking ``x``
     itself gives the same ranks without rounding ties. All zeros of a row share one rank,
-    so only the stored non-zeros are sorted: O(nnz log nnz) per row.
+    so only the stored non-zeros are ranked: by counting for integer values (counts), by
+    sorting otherwise, see :mod:`cellrep._kernels._rank`.
 
     Parameters
     ----------
@@ -58,7 +59,9 @@ def rank_probit_matrix(
     row_offsets = np.empty(n_rows, dtype=dtype)
     if n_cols:
         with numba_threads(n_threads):
-            csr_rank_probit(csr.data, csr.indptr, n_cols, probit_table(n_cols), l2_normalize, deltas, row_offsets)
+            csr_rank_probit(
+                csr.data, csr.indptr, n_cols, probit_table(n_cols), l2_normalize, deltas, row_offsets
+            )
     else:
         row_offsets[:] = 0
     if l2_normalize:
@@ -71,7 +74,9 @@ def rank_probit_matrix(
                 UserWarning,
                 stacklevel=3,
             )
-    # own index arrays: an in-place change of the input (e.g. sort_indices) must not misalign the deltas
-    result_deltas = sparse.csr_matrix((deltas, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
+    indices, indptr = csr.indices, csr.indptr
+    if sparse.issparse(matrix) and matrix.format == "csr":
+        # own index arrays: an in-place change of the input (e.g. sort_indices) must not misalign the deltas
+        indices, indptr = indices.copy(), indptr.copy()
+    result_deltas = sparse.csr_matrix((deltas, indices, indptr), shape=csr.shape)
     return OffsetSparseMatrix(result_deltas, row_offsets)
-

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..tl._classifiers import EMBEDDING_METHODS, WHITENED_METHODS
 from ..tl._linear_steps import NORMALIZATIONS
-from ..tl._transfer import DEFAULT_LINEAR_KWARGS, DEFAULT_STANDARDIZE
+from ..tl._transfer import DEFAULT_C, DEFAULT_LINEAR_KWARGS, DEFAULT_STANDARDIZE
 
 SCANPY_N_TOP_GENES = 2000
 SCANPY_N_COMPS = 50
@@ -210,8 +210,9 @@ def _builtin_methods() -> dict[str, Method]:
         for method in [cellrep_method(normalization, classifier)]
     }
     defaults = {key: value for key, value in DEFAULT_LINEAR_KWARGS.items() if key != "normalization"}
+    # exactly what `cr.tl.transfer_labels` does with its default arguments
     methods["cellrep_default"] = cellrep_method(
-        DEFAULT_LINEAR_KWARGS["normalization"], "logreg", name="cellrep_default", standardize=DEFAULT_STANDARDIZE, **defaults
+        DEFAULT_LINEAR_KWARGS["normalization"], "logreg", name="cellrep_default", standardize=DEFAULT_STANDARDIZE, C=DEFAULT_C, **defaults
     )
     peers = [
         Method("cellrep_sctop", _fit_cellrep_sctop, _predict_cellrep_sctop, description="cellrep scTOP scores (cr.tl.sctop_*)"),

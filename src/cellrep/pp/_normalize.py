@@ -116,8 +116,12 @@ def log_normalize(
     """Normalize to ``target_sum`` per cell and take ``log1p`` in one fused numba pass.
 
     Equals :func:`normalize_total` followed by :func:`log1p` (and so scanpy's pair) up to
-    float rounding, but reads every stored value once and allocates nothing for float input
-    (for CSC input the library sizes need a first pass). Integer data becomes float32.
+    float rounding. After one parallel validation read of the data (NaN, inf and negative
+    values raise before anything is written), each CSR row is summed, scaled and
+    logarithmized in one pass while it sits in cache; rows of small integer counts take
+    their logs from a per-row table of ``log1p(k * scale)``, which gives the same values.
+    Nothing of the data's size is allocated for float input (for CSC input the library
+    sizes need an extra pass). Integer data becomes float32.
 
     Parameters
     ----------

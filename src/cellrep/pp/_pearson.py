@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 from anndata import AnnData
 
-from .._array._normalize import stored_values
 from .._array._pearson import DEFAULT_CHUNK_SIZE, pearson_residuals_matrix
 from .._validation import check_counts
 from ._utils import check_copy_inplace, select_matrix, set_matrix
@@ -16,9 +15,8 @@ UNS_KEY = "pearson_residuals_normalization"
 
 
 def _check_pearson_counts(matrix) -> None:
-    check_counts(matrix, "the data", require_integer=False)
-    values = stored_values(matrix)
-    if values.dtype.kind == "f" and values.size and not np.array_equal(values, np.round(values)):
+    scan = check_counts(matrix, "the data", require_integer=False)
+    if scan is not None and scan.n_non_integer:
         warnings.warn(
             "pearson_residuals expects raw counts, but non-integer values were found.",
             UserWarning,

@@ -27,7 +27,8 @@ def rank_probit(
     For every cell the genes are ranked (ties averaged, ranks ``1 … G``), ``p = rank / (G + 1)``
     is mapped to ``z = Φ⁻¹(p)`` and, by default, the cell is scaled to unit L2 norm. This is
     ``sctop.process``: its library-fraction and ``log2(1 + x)`` steps do not change ranks.
-    All zeros of a cell share one rank, so the work is O(nnz log nnz) per cell and the result
+    All zeros of a cell share one rank, so only the stored values are ranked (by counting for
+    integer counts, O(nnz) per cell; by sorting otherwise, O(nnz log nnz)) and the result
     stays sparse: ``value = delta + offset`` with ``delta`` non-zero only where the input is.
 
     Parameters
@@ -70,7 +71,12 @@ def rank_probit(
     else:
         adata.layers[key_added] = result.deltas
         adata.obs[offset_key] = result.row_offsets
-    params = {"l2_normalize": l2_normalize, "layer": layer, "dense": dense, "offset_key": None if dense else offset_key}
+    params = {
+        "l2_normalize": l2_normalize,
+        "layer": layer,
+        "dense": dense,
+        "offset_key": None if dense else offset_key,
+    }
     store_params(adata, key_added, params)
     return None
 
@@ -100,4 +106,6 @@ def get_rank_probit(adata: AnnData, key: str = "rank_probit") -> OffsetSparseMat
             "Run `cr.pp.rank_probit(adata)` again."
         )
     dense_values = np.asarray(layer)
-    return OffsetSparseMatrix(sparse.csr_matrix(dense_values), np.zeros(dense_values.shape[0], dtype=dense_values.dtype))
+    return OffsetSparseMatrix(
+        sparse.csr_matrix(dense_values), np.zeros(dense_values.shape[0], dtype=dense_values.dtype)
+    )
