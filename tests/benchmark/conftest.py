@@ -11,7 +11,9 @@ from scipy import sparse
 N_TYPES = 3
 
 
-def labelled_counts(n_cells: int = 90, n_genes: int = 40, *, seed: int = 0, prefix: str = "g", n_batches: int = 2) -> ad.AnnData:
+def labelled_counts(
+    n_cells: int = 90, n_genes: int = 40, *, seed: int = 0, prefix: str = "g", n_batches: int = 2
+) -> ad.AnnData:
     """CSR counts where each of three types over-expresses five marker genes, with two batches."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n_cells) % N_TYPES

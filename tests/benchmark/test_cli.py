@@ -9,8 +9,24 @@ def test_benchmark_command_writes_csv_markdown_and_png(labelled, tmp_path, capsy
     labelled.write_h5ad(data)
     out = tmp_path / "report"
     code = main(
-        ["benchmark", "--data", str(data), "--labels", "cell_type", "--methods", "cellrep_log_logreg", "scanpy",
-         "--tasks", "within", "leave_one_batch_out", "--seeds", "0", "--out", str(out), "--no-progress"]
+        [
+            "benchmark",
+            "--data",
+            str(data),
+            "--labels",
+            "cell_type",
+            "--methods",
+            "cellrep_log_logreg",
+            "scanpy",
+            "--tasks",
+            "within",
+            "leave_one_batch_out",
+            "--seeds",
+            "0",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
     )
     assert code == 0
     printed = capsys.readouterr().out
@@ -29,9 +45,22 @@ def test_cross_species_from_the_command_line(human_mouse, tmp_path, capsys):
     human.write_h5ad(tmp_path / "human.h5ad")
     mouse.write_h5ad(tmp_path / "mouse.h5ad")
     code = main(
-        ["benchmark", "--data", str(tmp_path / "human.h5ad"), "--query", str(tmp_path / "mouse.h5ad"), "--orthologs",
-         "mouse_ortholog", "--methods", "cellrep_log_logreg", "--tasks", "cross_species", "--out", str(tmp_path / "out"),
-         "--no-progress"]
+        [
+            "benchmark",
+            "--data",
+            str(tmp_path / "human.h5ad"),
+            "--query",
+            str(tmp_path / "mouse.h5ad"),
+            "--orthologs",
+            "mouse_ortholog",
+            "--methods",
+            "cellrep_log_logreg",
+            "--tasks",
+            "cross_species",
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ]
     )
     assert code == 0
     assert "| cross_species | human->mouse | cellrep_log_logreg |" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from tests.benchmark.conftest import labelled_counts
 from tests.conftest import read_shared
 
 from cellrep.benchmark import (
@@ -27,7 +28,9 @@ def test_within_splits_are_stratified_disjoint_and_hide_labels(labelled):
         assert set(split.train.obs_names).isdisjoint(split.test.obs_names)
         assert "cell_type" not in split.test.obs
         assert pd.Series(split.truth).value_counts().tolist() == [6, 6, 6]
-        np.testing.assert_array_equal(split.truth, labelled[split.test.obs_names].obs["cell_type"].astype(str))
+        np.testing.assert_array_equal(
+            split.truth, labelled[split.test.obs_names].obs["cell_type"].astype(str)
+        )
     assert set(splits[0].test.obs_names) != set(splits[1].test.obs_names)
 
 
@@ -45,7 +48,15 @@ def test_leave_one_batch_out_holds_out_each_batch(labelled):
 def test_cross_species_renames_genes_and_keeps_shared_labels(human_mouse):
     human, mouse = human_mouse
     mouse = mouse[mouse.obs["cell_type"] != "type2"].copy()
-    (split,) = make_splits(human, "cell_type", tasks=["cross_species"], query=mouse, query_name="mouse", orthologs="mouse_ortholog", dataset="human")
+    (split,) = make_splits(
+        human,
+        "cell_type",
+        tasks=["cross_species"],
+        query=mouse,
+        query_name="mouse",
+        orthologs="mouse_ortholog",
+        dataset="human",
+    )
     assert split.task == "cross_species"
     assert split.dataset == "human->mouse"
     assert list(split.train.var_names) == list(split.test.var_names)
@@ -58,8 +69,38 @@ def test_cross_species_renames_genes_and_keeps_shared_labels(human_mouse):
         make_splits(human, "cell_type", tasks=["nope"])
 
 
+def test_cross_dataset_keeps_shared_genes_in_reference_order_and_shared_labels(labelled):
+    query = labelled_counts(60, seed=3)
+    query = query[:, np.random.default_rng(0).permutation(query.n_vars)[:30]].copy()
+    labels = query.obs["cell_type"].astype(str).to_numpy()
+    labels[labels == "type2"] = "novel"
+    query.obs["cell_type"] = labels
+    (split,) = make_splits(
+        labelled, "cell_type", tasks=["cross_dataset"], query=query, query_name="q", dataset="d"
+    )
+    assert (split.task, split.dataset, split.split) == ("cross_dataset", "d->q", "all")
+    assert list(split.train.var_names) == [
+        name for name in labelled.var_names if name in set(query.var_names)
+    ]
+    assert list(split.test.var_names) == list(split.train.var_names)
+    assert set(split.truth) == set(split.train.obs["cell_type"].astype(str)) == {"type0", "type1"}
+    assert split.test.n_obs == 40
+    results = run_benchmark(
+        labelled,
+        "cell_type",
+        methods=["cellrep_default"],
+        tasks=["cross_dataset"],
+        query=query,
+        progress=False,
+    )
+    assert results.loc[0, "error"] == ""
+    assert results.loc[0, "macro_f1"] > 0.9
+
+
 def test_run_benchmark_gives_a_tidy_table(labelled):
-    results = run_benchmark(labelled, "cell_type", methods=FAST_METHODS, tasks=["within"], seeds=[0, 1], progress=False)
+    results = run_benchmark(
+        labelled, "cell_type", methods=FAST_METHODS, tasks=["within"], seeds=[0, 1], progress=False
+    )
     assert list(results.columns) == list(COLUMNS)
     assert len(results) == 2 * len(FAST_METHODS)
     assert (results["error"] == "").all(), results["error"].tolist()
@@ -99,14 +140,28 @@ def test_a_failing_method_is_reported_not_raised(labelled):
     def broken(train, labels_key, seed):
         raise RuntimeError("boom")
 
-    results = run_benchmark(labelled, "cell_type", methods=[Method("broken", broken, None)], tasks=["within"], seeds=[0], progress=False)
+    results = run_benchmark(
+        labelled,
+        "cell_type",
+        methods=[Method("broken", broken, None)],
+        tasks=["within"],
+        seeds=[0],
+        progress=False,
+    )
     assert results.loc[0, "error"] == "RuntimeError: boom"
     assert np.isnan(results.loc[0, "macro_f1"])
     assert "failed" in results_table(results)
 
 
 def test_method_registry_and_errors(labelled):
-    assert {"scanpy", "sctop", "scvi", "cellencoder", "cellrep_log_logreg", "cellrep_pearson_local_logreg"} <= set(METHODS)
+    assert {
+        "scanpy",
+        "sctop",
+        "scvi",
+        "cellencoder",
+        "cellrep_log_logreg",
+        "cellrep_pearson_local_logreg",
+    } <= set(METHODS)
     assert not METHODS["scvi"].default
     assert METHODS["cellrep_log_logreg"].default
     assert set(TASKS) == {"within", "leave_one_batch_out", "cross_dataset", "cross_species"}
@@ -120,8 +175,15 @@ def test_method_registry_and_errors(labelled):
 def test_cross_species_benchmark_runs(human_mouse):
     human, mouse = human_mouse
     results = run_benchmark(
-        human, "cell_type", methods=["cellrep_log_logreg", "scanpy"], tasks=["cross_species"], query=mouse,
-        query_name="mouse", orthologs="mouse_ortholog", dataset="human", progress=False,
+        human,
+        "cell_type",
+        methods=["cellrep_log_logreg", "scanpy"],
+        tasks=["cross_species"],
+        query=mouse,
+        query_name="mouse",
+        orthologs="mouse_ortholog",
+        dataset="human",
+        progress=False,
     )
     assert results["task"].unique().tolist() == ["cross_species"]
     assert (results["error"] == "").all()
@@ -130,7 +192,9 @@ def test_cross_species_benchmark_runs(human_mouse):
 
 @pytest.mark.slow  # the sctop package compiles its numba kernels (no cache) in every process
 def test_sctop_package_peer(labelled):
-    results = run_benchmark(labelled, "cell_type", methods=["sctop"], tasks=["within"], seeds=[0], progress=False)
+    results = run_benchmark(
+        labelled, "cell_type", methods=["sctop"], tasks=["within"], seeds=[0], progress=False
+    )
     assert results.loc[0, "error"] == ""
     assert results.loc[0, "macro_f1"] > 0.9
 
@@ -138,6 +202,13 @@ def test_sctop_package_peer(labelled):
 @pytest.mark.shared_data
 def test_zheng68k_within_split_beats_chance():
     adata = read_shared("zheng68k_reduced")
-    results = run_benchmark(adata, "cell_type", methods=["cellrep_log_logreg", "scanpy"], tasks=["within"], seeds=[0], progress=False)
+    results = run_benchmark(
+        adata,
+        "cell_type",
+        methods=["cellrep_log_logreg", "scanpy"],
+        tasks=["within"],
+        seeds=[0],
+        progress=False,
+    )
     assert (results["error"] == "").all()
     assert (results["macro_f1"] > 0.5).all()

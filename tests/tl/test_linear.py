@@ -29,7 +29,9 @@ def _normalized_reference(counts: np.ndarray, normalization: str) -> np.ndarray:
         return probit / np.linalg.norm(probit, axis=1, keepdims=True)
     import scanpy as sc
 
-    return sc.experimental.pp.normalize_pearson_residuals(ad.AnnData(counts.copy()), theta=100, inplace=False)["X"]
+    return sc.experimental.pp.normalize_pearson_residuals(
+        ad.AnnData(counts.copy()), theta=100, inplace=False
+    )["X"]
 
 
 def _reference_embedding(counts: np.ndarray, labels, normalization: str, whiten: bool = True):
@@ -53,7 +55,9 @@ def _assert_same_up_to_sign(actual: np.ndarray, expected: np.ndarray, rtol=1e-4,
 def test_embedding_matches_numpy_reference(counts_adata, normalization):
     counts = _dense(counts_adata.X)
     labels = counts_adata.obs["cell_type"].to_numpy()
-    cr.tl.linear_embedding(counts_adata, labels_key="cell_type", normalization=normalization, n_genes=N_GENES, n_comps=N_COMPS)
+    cr.tl.linear_embedding(
+        counts_adata, labels_key="cell_type", normalization=normalization, n_genes=N_GENES, n_comps=N_COMPS
+    )
     genes, expected = _reference_embedding(counts, labels, normalization)
     fitted = counts_adata.uns["linear"]
     np.testing.assert_array_equal(fitted["genes"], counts_adata.var_names[genes])
@@ -63,8 +67,17 @@ def test_embedding_matches_numpy_reference(counts_adata, normalization):
 
 
 def test_unwhitened_scores_and_custom_key(counts_adata):
-    cr.tl.linear_embedding(counts_adata, labels_key="cell_type", n_genes=N_GENES, n_comps=N_COMPS, whiten=False, key_added="X_lin2")
-    _, expected = _reference_embedding(_dense(counts_adata.X), counts_adata.obs["cell_type"].to_numpy(), "log", whiten=False)
+    cr.tl.linear_embedding(
+        counts_adata,
+        labels_key="cell_type",
+        n_genes=N_GENES,
+        n_comps=N_COMPS,
+        whiten=False,
+        key_added="X_lin2",
+    )
+    _, expected = _reference_embedding(
+        _dense(counts_adata.X), counts_adata.obs["cell_type"].to_numpy(), "log", whiten=False
+    )
     _assert_same_up_to_sign(counts_adata.obsm["X_lin2"], expected, rtol=1e-3, atol=1e-3)
     assert "X_lin2" in counts_adata.uns
     assert "linear" not in counts_adata.uns
@@ -73,7 +86,9 @@ def test_unwhitened_scores_and_custom_key(counts_adata):
 @pytest.mark.parametrize("normalization", ["log", "rank_probit", "pearson"])
 @pytest.mark.parametrize("standardize", ["query", "reference"])
 def test_project_of_reference_reproduces_embedding(counts_adata, normalization, standardize):
-    cr.tl.linear_embedding(counts_adata, labels_key="cell_type", normalization=normalization, n_genes=N_GENES, n_comps=N_COMPS)
+    cr.tl.linear_embedding(
+        counts_adata, labels_key="cell_type", normalization=normalization, n_genes=N_GENES, n_comps=N_COMPS
+    )
     query = counts_adata.copy()
     del query.obsm["X_linear"]
     cr.tl.project(query, counts_adata, standardize=standardize)
@@ -84,7 +99,9 @@ def test_project_of_reference_reproduces_embedding(counts_adata, normalization, 
 @pytest.mark.parametrize("normalization", ["log", "rank_probit", "pearson"])
 def test_project_ignores_gene_order_and_extra_genes(normalization):
     ref = make_adata(as_format(synthetic_counts(80, 40, seed=1), "csr", np.float32))
-    cr.tl.linear_embedding(ref, labels_key="cell_type", normalization=normalization, n_genes=N_GENES, n_comps=N_COMPS)
+    cr.tl.linear_embedding(
+        ref, labels_key="cell_type", normalization=normalization, n_genes=N_GENES, n_comps=N_COMPS
+    )
     order = np.random.default_rng(0).permutation(ref.n_vars)
     shuffled = ref[:, order].copy()
     cr.tl.project(shuffled, ref)
@@ -93,7 +110,14 @@ def test_project_ignores_gene_order_and_extra_genes(normalization):
 
 def test_missing_genes_are_filled_with_the_reference_mean():
     ref = make_adata(as_format(synthetic_counts(80, 40, seed=2), "csc", np.float64))
-    cr.tl.linear_embedding(ref, labels_key="cell_type", normalization="rank_probit", n_genes=N_GENES, n_comps=N_COMPS, whiten=False)
+    cr.tl.linear_embedding(
+        ref,
+        labels_key="cell_type",
+        normalization="rank_probit",
+        n_genes=N_GENES,
+        n_comps=N_COMPS,
+        whiten=False,
+    )
     fitted = ref.uns["linear"]
     missing = fitted["genes"][:3]
     query = ref[:, ~ref.var_names.isin(missing)].copy()
@@ -115,13 +139,19 @@ def test_query_standardization_uses_query_statistics():
     values = _normalized_reference(_dense(query.X), "log")[:, ref.var_names.get_indexer(fitted["genes"])]
     std = values.std(axis=0, ddof=1)
     standardized = (values - values.mean(axis=0)) / np.where(std > 0, std, 1)
-    np.testing.assert_allclose(query.obsm["X_linear"], standardized @ fitted["components"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        query.obsm["X_linear"], standardized @ fitted["components"], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_clipped_embedding_matches_numpy_reference(counts_adata):
-    cr.tl.linear_embedding(counts_adata, labels_key="cell_type", n_genes=N_GENES, n_comps=N_COMPS, whiten=False, max_value=1.0)
+    cr.tl.linear_embedding(
+        counts_adata, labels_key="cell_type", n_genes=N_GENES, n_comps=N_COMPS, whiten=False, max_value=1.0
+    )
     fitted = counts_adata.uns["linear"]
-    values = _normalized_reference(_dense(counts_adata.X), "log")[:, counts_adata.var_names.get_indexer(fitted["genes"])]
+    values = _normalized_reference(_dense(counts_adata.X), "log")[
+        :, counts_adata.var_names.get_indexer(fitted["genes"])
+    ]
     std = values.std(axis=0, ddof=1)
     clipped = np.clip((values - values.mean(axis=0)) / np.where(std > 0, std, 1), -1.0, 1.0)
     assert (np.abs(clipped) == 1.0).any()
@@ -130,7 +160,9 @@ def test_clipped_embedding_matches_numpy_reference(counts_adata):
     for standardize in ("query", "reference"):
         query = counts_adata[:, ::-1].copy()
         cr.tl.project(query, counts_adata, standardize=standardize)
-        np.testing.assert_allclose(query.obsm["X_linear"], counts_adata.obsm["X_linear"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            query.obsm["X_linear"], counts_adata.obsm["X_linear"], rtol=1e-5, atol=1e-5
+        )
 
 
 def test_hvg_selection_without_labels():

@@ -16,7 +16,13 @@ N_TYPES = 3
 
 
 def typed_counts(
-    n_cells: int = 90, n_genes: int = 40, *, seed: int = 0, matrix_format="csr", dtype=np.float32, n_types: int = N_TYPES
+    n_cells: int = 90,
+    n_genes: int = 40,
+    *,
+    seed: int = 0,
+    matrix_format="csr",
+    dtype=np.float32,
+    n_types: int = N_TYPES,
 ):
     """Counts where each type (three by default) over-expresses its own block of 5 marker genes."""
     rng = np.random.default_rng(seed)
@@ -25,13 +31,22 @@ def typed_counts(
     for cell_type in range(n_types):
         rates[labels == cell_type, cell_type * 5 : cell_type * 5 + 5] += 6.0
     counts = rng.poisson(rates)
-    obs = pd.DataFrame({"cell_type": pd.Categorical([f"type{k}" for k in labels])}, index=[f"c{seed}_{i}" for i in range(n_cells)])
-    return ad.AnnData(as_format(counts, matrix_format, dtype), obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(n_genes)]))
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical([f"type{k}" for k in labels])},
+        index=[f"c{seed}_{i}" for i in range(n_cells)],
+    )
+    return ad.AnnData(
+        as_format(counts, matrix_format, dtype),
+        obs=obs,
+        var=pd.DataFrame(index=[f"g{j}" for j in range(n_genes)]),
+    )
 
 
 @pytest.fixture
 def ref_query(matrix_format, dtype):
-    return typed_counts(seed=0, matrix_format=matrix_format, dtype=dtype), typed_counts(60, seed=1, matrix_format=matrix_format, dtype=dtype)
+    return typed_counts(seed=0, matrix_format=matrix_format, dtype=dtype), typed_counts(
+        60, seed=1, matrix_format=matrix_format, dtype=dtype
+    )
 
 
 def _macro_f1(query, key="cell_type"):
@@ -42,7 +57,9 @@ def _macro_f1(query, key="cell_type"):
 def test_end_to_end_transfer_from_counts(ref_query, method):
     ref, query = ref_query
     truth = query.obs["cell_type"].copy()
-    cr.tl.transfer_labels(ref, query, labels_key="cell_type", method=method, linear_kwargs={"n_genes": 30, "n_comps": 10})
+    cr.tl.transfer_labels(
+        ref, query, labels_key="cell_type", method=method, linear_kwargs={"n_genes": 30, "n_comps": 10}
+    )
     assert _macro_f1(query) > 0.9
     proba = query.obsm["cell_type_proba"]
     classes = query.uns["cell_type_transfer"]["classes"]
@@ -72,14 +89,22 @@ def test_transfer_on_a_given_representation_matches_sklearn(method, estimator):
     query = ad.AnnData(obs=pd.DataFrame(index=[f"q{i}" for i in range(40)]))
     query.obsm["X_emb"] = rng.normal(size=(40, 4))
     cr.tl.transfer_labels(ref, query, labels_key="cell_type", method=method, use_rep="X_emb", key_added="ct")
-    expected = estimator.fit(ref.obsm["X_emb"], ref.obs["cell_type"].astype(str)).predict_proba(query.obsm["X_emb"])
+    expected = estimator.fit(ref.obsm["X_emb"], ref.obs["cell_type"].astype(str)).predict_proba(
+        query.obsm["X_emb"]
+    )
     np.testing.assert_allclose(query.obsm["ct_proba"], expected, rtol=1e-4, atol=1e-6)
     assert query.obs["ct_pred"].dtype == "category"
 
 
 def test_unknown_below_the_confidence_threshold():
     ref, query = typed_counts(seed=0), typed_counts(60, seed=1)
-    cr.tl.transfer_labels(ref, query, labels_key="cell_type", unknown_threshold=0.999, linear_kwargs={"n_genes": 30, "n_comps": 10})
+    cr.tl.transfer_labels(
+        ref,
+        query,
+        labels_key="cell_type",
+        unknown_threshold=0.999,
+        linear_kwargs={"n_genes": 30, "n_comps": 10},
+    )
     confidence = query.obs["cell_type_confidence"].to_numpy()
     predicted = query.obs["cell_type_pred"].astype(str).to_numpy()
     assert (confidence < 0.999).any()
@@ -93,7 +118,9 @@ def test_query_with_shuffled_genes_gets_the_same_predictions():
     shuffled = query[:, np.random.default_rng(0).permutation(query.n_vars)].copy()
     cr.tl.transfer_labels(ref, query, labels_key="cell_type")
     cr.tl.transfer_labels(ref, shuffled, labels_key="cell_type")
-    np.testing.assert_allclose(shuffled.obsm["cell_type_proba"], query.obsm["cell_type_proba"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        shuffled.obsm["cell_type_proba"], query.obsm["cell_type_proba"], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_existing_reference_transform_projects_the_query():
@@ -127,15 +154,19 @@ def test_no_shared_genes_is_an_error_and_leaves_both_untouched():
     query.var_names = [f"mouse{j}" for j in range(query.n_vars)]
     with pytest.raises(ValueError, match="map_orthologs"):
         cr.tl.transfer_labels(ref, query, labels_key="cell_type")
-    assert list(ref.obsm) == [] and list(ref.uns) == []
-    assert list(query.obsm) == [] and list(query.uns) == [] and list(query.obs.columns) == ["cell_type"]
+    assert list(ref.obsm) == []
+    assert list(ref.uns) == []
+    assert list(query.obsm) == []
+    assert list(query.uns) == []
+    assert list(query.obs.columns) == ["cell_type"]
 
     # an embedding computed before survives a failed call unchanged
     cr.tl.linear_embedding(ref, labels_key="cell_type", n_genes=30, n_comps=10)
     embedding, transform = ref.obsm["X_linear"], ref.uns["linear"]
     with pytest.raises(ValueError, match="map_orthologs"):
         cr.tl.transfer_labels(ref, query, labels_key="cell_type")
-    assert ref.obsm["X_linear"] is embedding and ref.uns["linear"] is transform
+    assert ref.obsm["X_linear"] is embedding
+    assert ref.uns["linear"] is transform
 
 
 def test_default_transfer_is_the_documented_pipeline(matrix_format, dtype):
@@ -145,15 +176,24 @@ def test_default_transfer_is_the_documented_pipeline(matrix_format, dtype):
     ref = typed_counts(seed=0, matrix_format=matrix_format, dtype=dtype)
     query = typed_counts(60, seed=1, matrix_format=matrix_format, dtype=dtype)
     cr.tl.transfer_labels(ref, query, labels_key="cell_type", linear_kwargs={"n_genes": 30, "n_comps": 10})
-    assert DEFAULT_LINEAR_KWARGS == {"normalization": "log", "gene_selection": "hvg", "whiten": False, "max_value": 4.0}
+    assert DEFAULT_LINEAR_KWARGS == {
+        "normalization": "log",
+        "gene_selection": "hvg",
+        "whiten": False,
+        "max_value": 4.0,
+    }
 
     expected_ref, expected_query = ref.copy(), query.copy()
-    cr.tl.linear_embedding(expected_ref, labels_key="cell_type", n_genes=30, n_comps=10, **DEFAULT_LINEAR_KWARGS)
+    cr.tl.linear_embedding(
+        expected_ref, labels_key="cell_type", n_genes=30, n_comps=10, **DEFAULT_LINEAR_KWARGS
+    )
     cr.tl.project(expected_query, expected_ref, standardize="reference")
     np.testing.assert_allclose(query.obsm["X_linear"], expected_query.obsm["X_linear"], rtol=1e-5, atol=1e-5)
     model = LogisticRegression(C=0.05, class_weight="balanced", max_iter=1000, random_state=0)
     model.fit(expected_ref.obsm["X_linear"], ref.obs["cell_type"].astype(str))
-    np.testing.assert_allclose(query.obsm["cell_type_proba"], model.predict_proba(expected_query.obsm["X_linear"]), atol=1e-5)
+    np.testing.assert_allclose(
+        query.obsm["cell_type_proba"], model.predict_proba(expected_query.obsm["X_linear"]), atol=1e-5
+    )
 
 
 def test_held_out_novel_type_is_called_unknown():
@@ -171,7 +211,9 @@ def test_held_out_novel_type_is_called_unknown():
     assert called_unknown[novel].mean() >= 0.8  # 43 of 50 on this data
     assert called_unknown[~novel].mean() <= 0.05  # 3 of 150
     confident_known = ~novel & ~called_unknown
-    np.testing.assert_array_equal(predicted[confident_known], query.obs["cell_type"].astype(str).to_numpy()[confident_known])
+    np.testing.assert_array_equal(
+        predicted[confident_known], query.obs["cell_type"].astype(str).to_numpy()[confident_known]
+    )
 
 
 def test_local_logreg_falls_back_to_the_global_model():
@@ -183,11 +225,17 @@ def test_local_logreg_falls_back_to_the_global_model():
     query = np.vstack([centre + rng.normal(size=(10, 2)) for centre in centres])
 
     # no cluster is large enough: everything comes from the global model
-    everything_global = LocalLogisticRegression(LogisticRegression(max_iter=1000), min_cluster_size=10**6).fit(X, y)
+    everything_global = LocalLogisticRegression(
+        LogisticRegression(max_iter=1000), min_cluster_size=10**6
+    ).fit(X, y)
     assert everything_global.local_models_ == {}
-    np.testing.assert_allclose(everything_global.predict_proba(query), everything_global.global_model_.predict_proba(query))
+    np.testing.assert_allclose(
+        everything_global.predict_proba(query), everything_global.global_model_.predict_proba(query)
+    )
 
-    local = LocalLogisticRegression(LogisticRegression(max_iter=1000), min_cluster_size=15, resolution=0.1).fit(X, y)
+    local = LocalLogisticRegression(
+        LogisticRegression(max_iter=1000), min_cluster_size=15, resolution=0.1
+    ).fit(X, y)
     clusters = local.assign_clusters(query)
     proba = local.predict_proba(query)
     assert proba.shape == (30, 3)
@@ -217,5 +265,7 @@ def test_default_transfer_on_pbmc68k_reduced_counts():
     is_ref = np.arange(adata.n_obs) % 5 != 0
     ref, query = adata[is_ref].copy(), adata[~is_ref].copy()
     cr.tl.transfer_labels(ref, query, labels_key="bulk_labels")
-    assert f1_score(query.obs["bulk_labels"], query.obs["bulk_labels_pred"].astype(str), average="macro") > 0.6
+    assert (
+        f1_score(query.obs["bulk_labels"], query.obs["bulk_labels_pred"].astype(str), average="macro") > 0.6
+    )
     assert sparse.issparse(query.X)

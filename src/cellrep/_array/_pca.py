@@ -90,19 +90,23 @@ def _orthonormal_basis(block: np.ndarray) -> np.ndarray:
     return linalg.qr(block, mode="economic", check_finite=False)[0]
 
 
-def _orthogonal_complement_basis(candidate: np.ndarray, previous_blocks: list[np.ndarray]) -> np.ndarray:
-    """Orthonormal basis of ``candidate`` after removing its components along ``previous_blocks``.
+def _orthogonal_complement_basis(
+    candidate: np.ndarray, previous_blocks: list[np.ndarray], n_columns: int
+) -> np.ndarray:
+    """``n_columns`` orthonormal directions of ``candidate`` orthogonal to ``previous_blocks``.
 
-    Block Gram–Schmidt twice (Giraud et al. 2005), then once more after orthonormalising if
-    the candidate was (numerically) inside the previous span, as when the Krylov space of a
-    small matrix is exhausted: its remaining directions are then rounding noise.
+    Block Gram–Schmidt twice (Giraud et al. 2005). When fewer columns than the candidate has
+    are wanted (the basis is about to fill the whole space), its strongest directions are
+    kept. If the candidate was (numerically) inside the previous span, as when the Krylov
+    space of a small matrix is exhausted, the orthonormalised block is cleaned once more.
     """
     for _ in range(2):
         for previous in previous_blocks:
             candidate -= previous @ (previous.T @ candidate)
+    if n_columns < candidate.shape[1]:
+        candidate = linalg.svd(candidate, full_matrices=False, check_finite=False)[0][:, :n_columns]
     block = _orthonormal_basis(candidate)
-    overlap = max(np.abs(previous.T @ block).max() for previous in previous_blocks)
-    if overlap > ORTHOGONALITY_TOLERANCE:
+    if max(np.abs(previous.T @ block).max() for previous in previous_blocks) > ORTHOGONALITY_TOLERANCE:
         for previous in previous_blocks:
             block -= previous @ (previous.T @ block)
         block = _orthonormal_basis(block)
@@ -127,7 +131,7 @@ def _top_eigenvectors(gram_product, dimension: int, n_vectors: int, *, width: in
         if len(basis_blocks) >= n_blocks or n_basis >= dimension:
             break
         with _single_threaded_blas():
-            block = _orthogonal_complement_basis(images[-1].copy(), basis_blocks)[:, : dimension - n_basis]
+            block = _orthogonal_complement_basis(images[-1].copy(), basis_blocks, dimension - n_basis)
     with _single_threaded_blas():
         basis = np.hstack(basis_blocks)
         rayleigh_ritz = basis.T @ np.hstack(images)

@@ -16,7 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._methods import DEFAULT_METHODS, METHODS
     from ._tasks import DEFAULT_TASKS, TASKS
 
-    parser = argparse.ArgumentParser(prog="cellrep", description="Single-cell representations: command line tools.")
+    parser = argparse.ArgumentParser(
+        prog="cellrep", description="Single-cell representations: command line tools."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser(
         "benchmark",
@@ -29,17 +31,41 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    bench.add_argument("--data", type=Path, help="labelled .h5ad with raw counts in X (default: the embedded dataset)")
-    bench.add_argument("--labels", help=f"obs column with cell types (default: {DEFAULT_LABELS}; {EMBEDDED_LABELS} for the embedded data)")
-    bench.add_argument("--query", type=Path, help="second labelled .h5ad for the cross-dataset / cross-species task")
-    bench.add_argument("--orthologs", help="var column of --data naming each gene's ortholog in the query species")
-    bench.add_argument("--batch-key", default="batch", help="obs column with donors/batches for leave-one-batch-out")
     bench.add_argument(
-        "--methods", nargs="+", default=list(DEFAULT_METHODS), choices=sorted(METHODS), metavar="METHOD",
+        "--data", type=Path, help="labelled .h5ad with raw counts in X (default: the embedded dataset)"
+    )
+    bench.add_argument(
+        "--labels",
+        help=f"obs column with cell types (default: {DEFAULT_LABELS}; {EMBEDDED_LABELS} for the embedded data)",
+    )
+    bench.add_argument(
+        "--query", type=Path, help="second labelled .h5ad for the cross-dataset / cross-species task"
+    )
+    bench.add_argument(
+        "--orthologs", help="var column of --data naming each gene's ortholog in the query species"
+    )
+    bench.add_argument(
+        "--batch-key", default="batch", help="obs column with donors/batches for leave-one-batch-out"
+    )
+    bench.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(DEFAULT_METHODS),
+        choices=sorted(METHODS),
+        metavar="METHOD",
         help=f"methods to run; available: {', '.join(sorted(METHODS))}",
     )
-    bench.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=TASKS, metavar="TASK", help=f"tasks: {', '.join(TASKS)}")
-    bench.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of the stratified 80/20 splits")
+    bench.add_argument(
+        "--tasks",
+        nargs="+",
+        default=list(DEFAULT_TASKS),
+        choices=TASKS,
+        metavar="TASK",
+        help=f"tasks: {', '.join(TASKS)}",
+    )
+    bench.add_argument(
+        "--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of the stratified 80/20 splits"
+    )
     bench.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser

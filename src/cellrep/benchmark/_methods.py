@@ -63,7 +63,9 @@ def cellrep_method(
     def fit(train, labels_key: str, seed: int):
         from ..tl import linear_embedding
 
-        linear_embedding(train, labels_key=labels_key, normalization=normalization, random_state=seed, **embedding_options)
+        linear_embedding(
+            train, labels_key=labels_key, normalization=normalization, random_state=seed, **embedding_options
+        )
         model = make_classifier(classifier, random_state=seed, **classifier_options)
         return train, model.fit(train.obsm["X_linear"], _labels(train, labels_key))
 
@@ -80,7 +82,12 @@ def cellrep_method(
         predict,
         default=default,
         description=f"cellrep {normalization} normalization, linear embedding, {classifier}",
-        options={"normalization": normalization, "classifier": classifier, "standardize": standardize, **options},
+        options={
+            "normalization": normalization,
+            "classifier": classifier,
+            "standardize": standardize,
+            **options,
+        },
     )
 
 
@@ -114,8 +121,16 @@ def _fit_scanpy(train, labels_key: str, seed: int):
     train = train[:, train.var["highly_variable"].to_numpy()].copy()
     sc.pp.scale(train, max_value=10)
     sc.pp.pca(train, n_comps=min(SCANPY_N_COMPS, train.n_obs - 1, train.n_vars - 1), random_state=seed)
-    model = LogisticRegression(max_iter=1000, random_state=seed).fit(train.obsm["X_pca"], _labels(train, labels_key))
-    return train.var_names, train.var["mean"].to_numpy(), train.var["std"].to_numpy(), train.varm["PCs"], model
+    model = LogisticRegression(max_iter=1000, random_state=seed).fit(
+        train.obsm["X_pca"], _labels(train, labels_key)
+    )
+    return (
+        train.var_names,
+        train.var["mean"].to_numpy(),
+        train.var["std"].to_numpy(),
+        train.varm["PCs"],
+        model,
+    )
 
 
 def _predict_scanpy(fitted, test) -> np.ndarray:
@@ -143,7 +158,9 @@ def _fit_sctop(train, labels_key: str, seed: int):
 
     labels = _labels(train, labels_key)
     types = np.unique(labels)
-    profiles = [sctop.process(_genes_by_cells(train[labels == cell_type]), average=True) for cell_type in types]
+    profiles = [
+        sctop.process(_genes_by_cells(train[labels == cell_type]), average=True) for cell_type in types
+    ]
     basis = pd.concat(profiles, axis=1)
     basis.columns = types
     return basis
@@ -212,14 +229,31 @@ def _builtin_methods() -> dict[str, Method]:
     defaults = {key: value for key, value in DEFAULT_LINEAR_KWARGS.items() if key != "normalization"}
     # exactly what `cr.tl.transfer_labels` does with its default arguments
     methods["cellrep_default"] = cellrep_method(
-        DEFAULT_LINEAR_KWARGS["normalization"], "logreg", name="cellrep_default", standardize=DEFAULT_STANDARDIZE, C=DEFAULT_C, **defaults
+        DEFAULT_LINEAR_KWARGS["normalization"],
+        "logreg",
+        name="cellrep_default",
+        standardize=DEFAULT_STANDARDIZE,
+        C=DEFAULT_C,
+        **defaults,
     )
     peers = [
-        Method("cellrep_sctop", _fit_cellrep_sctop, _predict_cellrep_sctop, description="cellrep scTOP scores (cr.tl.sctop_*)"),
-        Method("scanpy", _fit_scanpy, _predict_scanpy, description="scanpy standard pipeline + LogisticRegression"),
+        Method(
+            "cellrep_sctop",
+            _fit_cellrep_sctop,
+            _predict_cellrep_sctop,
+            description="cellrep scTOP scores (cr.tl.sctop_*)",
+        ),
+        Method(
+            "scanpy",
+            _fit_scanpy,
+            _predict_scanpy,
+            description="scanpy standard pipeline + LogisticRegression",
+        ),
         Method("sctop", _fit_sctop, _predict_sctop, description="the sctop package (process/score, argmax)"),
         _latent_method("scvi", _scvi_latent, f"scVI latent ({SCVI_MAX_EPOCHS} epochs)"),
-        _latent_method("cellencoder", _cellencoder_latent, f"cellrep CellEncoder ({CELLENCODER_MAX_EPOCHS} epochs)"),
+        _latent_method(
+            "cellencoder", _cellencoder_latent, f"cellrep CellEncoder ({CELLENCODER_MAX_EPOCHS} epochs)"
+        ),
     ]
     methods.update({method.name: method for method in peers})
     return methods

@@ -17,7 +17,9 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     summary.columns = [f"{metric}_{statistic}" for metric, statistic in summary.columns]
     summary["n_splits"] = grouped["macro_f1"].count()
     summary = summary.reset_index()
-    return summary.sort_values(["task", "dataset", "macro_f1_mean"], ascending=[True, True, False], ignore_index=True)
+    return summary.sort_values(
+        ["task", "dataset", "macro_f1_mean"], ascending=[True, True, False], ignore_index=True
+    )
 
 
 def _mean_std(mean: float, std: float, digits: int) -> str:
@@ -34,8 +36,14 @@ def results_table(results: pd.DataFrame) -> str:
             "task": summary["task"],
             "dataset": summary["dataset"],
             "method": summary["method"],
-            "macro F1": [_mean_std(m, s, 3) for m, s in zip(summary["macro_f1_mean"], summary["macro_f1_std"], strict=True)],
-            "accuracy": [_mean_std(m, s, 3) for m, s in zip(summary["accuracy_mean"], summary["accuracy_std"], strict=True)],
+            "macro F1": [
+                _mean_std(m, s, 3)
+                for m, s in zip(summary["macro_f1_mean"], summary["macro_f1_std"], strict=True)
+            ],
+            "accuracy": [
+                _mean_std(m, s, 3)
+                for m, s in zip(summary["accuracy_mean"], summary["accuracy_std"], strict=True)
+            ],
             "fit s": summary["fit_seconds_mean"].map(lambda value: f"{value:.2f}"),
             "predict s": summary["predict_seconds_mean"].map(lambda value: f"{value:.2f}"),
             "peak MB": summary["peak_memory_mb_mean"].map(lambda value: f"{value:.0f}"),
@@ -57,7 +65,11 @@ def write_outputs(results: pd.DataFrame, out_dir: str | Path, *, metric: str = "
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out_dir / "results.csv", "markdown": out_dir / "summary.md", "png": out_dir / "benchmark.png"}
+    paths = {
+        "csv": out_dir / "results.csv",
+        "markdown": out_dir / "summary.md",
+        "png": out_dir / "benchmark.png",
+    }
     results.to_csv(paths["csv"], index=False)
     paths["markdown"].write_text(results_table(results) + "\n")
     scored = results.dropna(subset=[metric])

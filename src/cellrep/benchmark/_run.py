@@ -58,8 +58,15 @@ def evaluate(method: Method, split: Split, labels_key: str, seed: int) -> dict:
         peak = tracemalloc.get_traced_memory()[1]
     except Exception as error:
         tracemalloc.stop()
-        return {**row, "macro_f1": np.nan, "accuracy": np.nan, "fit_seconds": np.nan, "predict_seconds": np.nan,
-                "peak_memory_mb": np.nan, "error": f"{type(error).__name__}: {error}"}
+        return {
+            **row,
+            "macro_f1": np.nan,
+            "accuracy": np.nan,
+            "fit_seconds": np.nan,
+            "predict_seconds": np.nan,
+            "peak_memory_mb": np.nan,
+            "error": f"{type(error).__name__}: {error}",
+        }
     tracemalloc.stop()
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -149,7 +156,9 @@ def run_benchmark(
         seeds=seeds,
     )
     if not splits:
-        raise ValueError(f"None of the tasks {list(tasks)} applies to these inputs (a query is needed for the cross tasks).")
+        raise ValueError(
+            f"None of the tasks {list(tasks)} applies to these inputs (a query is needed for the cross tasks)."
+        )
     rows = []
     progress_bar = tqdm(total=len(splits) * len(resolved), disable=not progress, desc="benchmark", unit="fit")
     with progress_bar as bar, threadpool_limits(limits=blas_threads, user_api="blas"):

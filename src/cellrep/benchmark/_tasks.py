@@ -47,11 +47,15 @@ def within_splits(adata, labels_key: str, dataset: str, seeds: Sequence[int]) ->
     adata = adata[_usable_labels(adata, labels_key)]
     labels = adata.obs[labels_key].astype(str).to_numpy()
     for seed in seeds:
-        train, test = train_test_split(np.arange(adata.n_obs), test_size=TEST_SIZE, stratify=labels, random_state=seed)
+        train, test = train_test_split(
+            np.arange(adata.n_obs), test_size=TEST_SIZE, stratify=labels, random_state=seed
+        )
         yield _pair("within", dataset, f"seed{seed}", adata[train].copy(), adata[test].copy(), labels_key)
 
 
-def leave_one_batch_out_splits(adata, labels_key: str, dataset: str, batch_key: str | None) -> Iterator[Split]:
+def leave_one_batch_out_splits(
+    adata, labels_key: str, dataset: str, batch_key: str | None
+) -> Iterator[Split]:
     """Train on all batches but one, test on that one (labels restricted to those seen in training)."""
     if batch_key is None or batch_key not in adata.obs or adata.obs[batch_key].nunique() < 2:
         return
@@ -75,10 +79,14 @@ def shared_cells_and_genes(ref, query, labels_key: str):
     query_labels = query.obs[labels_key].astype(str)
     shared_labels = np.intersect1d(ref_labels.unique(), query_labels.unique())
     if shared_labels.size < 2:
-        raise ValueError(f"Reference and query share fewer than two {labels_key!r} labels; nothing to transfer.")
+        raise ValueError(
+            f"Reference and query share fewer than two {labels_key!r} labels; nothing to transfer."
+        )
     genes = ref.var_names[ref.var_names.isin(query.var_names)]
     if genes.size == 0:
-        raise ValueError("Reference and query share no genes; map one of them with `--orthologs` / `cr.tl.map_orthologs`.")
+        raise ValueError(
+            "Reference and query share no genes; map one of them with `--orthologs` / `cr.tl.map_orthologs`."
+        )
     ref = ref[ref_labels.isin(shared_labels).to_numpy(), genes].copy()
     query = query[query_labels.isin(shared_labels).to_numpy(), genes].copy()
     return ref, query

@@ -36,12 +36,18 @@ def make_classifier(
         return NearestCentroid()
     if method == "local_logreg":
         return LocalLogisticRegression(
-            logreg, n_neighbors=n_neighbors, resolution=resolution, min_cluster_size=min_cluster_size, random_state=random_state
+            logreg,
+            n_neighbors=n_neighbors,
+            resolution=resolution,
+            min_cluster_size=min_cluster_size,
+            random_state=random_state,
         )
     raise ValueError(f"method must be one of {(*EMBEDDING_METHODS, 'sctop')}, got {method!r}.")
 
 
-def leiden_clusters(embedding: np.ndarray, *, n_neighbors: int, resolution: float, random_state: int) -> np.ndarray:
+def leiden_clusters(
+    embedding: np.ndarray, *, n_neighbors: int, resolution: float, random_state: int
+) -> np.ndarray:
     """Leiden cluster code per row of ``embedding`` on its symmetric kNN graph (scanpy, igraph backend)."""
     import anndata as ad
     import scanpy as sc
@@ -88,7 +94,15 @@ class LocalLogisticRegression(ClassifierMixin, BaseEstimator):
         Seed for the graph and Leiden.
     """
 
-    def __init__(self, estimator=None, *, n_neighbors: int = 15, resolution: float = 1.0, min_cluster_size: int = 30, random_state: int = 0):
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        n_neighbors: int = 15,
+        resolution: float = 1.0,
+        min_cluster_size: int = 30,
+        random_state: int = 0,
+    ):
         self.estimator = estimator
         self.n_neighbors = n_neighbors
         self.resolution = resolution
@@ -100,15 +114,21 @@ class LocalLogisticRegression(ClassifierMixin, BaseEstimator):
         estimator = self.estimator if self.estimator is not None else LogisticRegression(max_iter=MAX_ITER)
         self.global_model_ = clone(estimator).fit(X, y)
         self.classes_ = self.global_model_.classes_
-        clusters = leiden_clusters(X, n_neighbors=self.n_neighbors, resolution=self.resolution, random_state=self.random_state)
-        self.cluster_assigner_ = KNeighborsClassifier(n_neighbors=min(self.n_neighbors, len(y))).fit(X, clusters)
+        clusters = leiden_clusters(
+            X, n_neighbors=self.n_neighbors, resolution=self.resolution, random_state=self.random_state
+        )
+        self.cluster_assigner_ = KNeighborsClassifier(n_neighbors=min(self.n_neighbors, len(y))).fit(
+            X, clusters
+        )
         self.local_models_ = {}
         for cluster in np.unique(clusters):
             members = clusters == cluster
             if members.sum() < self.min_cluster_size:
                 continue
             present = np.unique(y[members])
-            self.local_models_[cluster] = present[0] if present.size == 1 else clone(estimator).fit(X[members], y[members])
+            self.local_models_[cluster] = (
+                present[0] if present.size == 1 else clone(estimator).fit(X[members], y[members])
+            )
         return self
 
     def assign_clusters(self, X) -> np.ndarray:

@@ -42,11 +42,17 @@ def _checked_counts(adata, layer: str | None, normalization: str):
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}.")
     counts = get_matrix(adata, layer)
     # ranks need no integer counts; the library-size and Pearson models do
-    check_counts(counts, "the data" if layer is None else f"layer {layer!r}", require_integer=normalization != "rank_probit")
+    check_counts(
+        counts,
+        "the data" if layer is None else f"layer {layer!r}",
+        require_integer=normalization != "rank_probit",
+    )
     return as_float_matrix(counts)
 
 
-def _principal_axes(values, means, scales, n_comps: int, max_value: float | None, random_state: int) -> np.ndarray:
+def _principal_axes(
+    values, means, scales, n_comps: int, max_value: float | None, random_state: int
+) -> np.ndarray:
     """Genes × components loadings of the standardized (optionally clipped) ``values``.
 
     Without clipping the centring and scaling stay implicit. Clipped values are a dense
@@ -56,7 +62,9 @@ def _principal_axes(values, means, scales, n_comps: int, max_value: float | None
     from .._array._pca import pca_matrix
 
     if max_value is None:
-        return pca_matrix(values, n_comps=n_comps, mean=means, scale=scales, random_state=random_state).components.T
+        return pca_matrix(
+            values, n_comps=n_comps, mean=means, scale=scales, random_state=random_state
+        ).components.T
     dense = clipped_matrix(values, means, scales, max_value)
     return pca_matrix(dense, n_comps=n_comps, zero_center=False, random_state=random_state).components.T
 
@@ -217,7 +225,9 @@ def project(
     """
     fitted_key = transform_key(key)
     if fitted_key not in ref.uns or "components" not in ref.uns[fitted_key]:
-        raise ValueError(f"ref.uns[{fitted_key!r}] holds no fitted transform; run `cr.tl.linear_embedding(ref, key_added={key!r})`.")
+        raise ValueError(
+            f"ref.uns[{fitted_key!r}] holds no fitted transform; run `cr.tl.linear_embedding(ref, key_added={key!r})`."
+        )
     if standardize not in STANDARDIZE_MODES:
         raise ValueError(f"standardize must be one of {STANDARDIZE_MODES}, got {standardize!r}.")
     fitted = ref.uns[fitted_key]
@@ -229,7 +239,9 @@ def project(
         counts,
         normalization,
         gene_index,
-        fractions=np.asarray(fitted["gene_fractions"]) if from_reference and normalization == "pearson" else None,
+        fractions=np.asarray(fitted["gene_fractions"])
+        if from_reference and normalization == "pearson"
+        else None,
         clip=float(fitted["clip"]) if from_reference else None,
     )
     if from_reference:
@@ -237,7 +249,9 @@ def project(
     else:
         means, scales = column_statistics(values)
     max_value = fitted["params"].get("max_value")
-    scores = standardized_product(values, means, scales, np.asarray(fitted["components"]), max_value=max_value)
+    scores = standardized_product(
+        values, means, scales, np.asarray(fitted["components"]), max_value=max_value
+    )
     query.obsm[key_added or key] = (scores / np.asarray(fitted["component_scales"])).astype(np.float32)
     store_params(
         query,

@@ -87,7 +87,9 @@ def gene_fractions(counts) -> np.ndarray:
     return totals / max(totals.sum(), 1.0)
 
 
-def normalized_genes(counts, normalization: str, gene_index: np.ndarray, *, fractions=None, clip=None, log_matrix=None):
+def normalized_genes(
+    counts, normalization: str, gene_index: np.ndarray, *, fractions=None, clip=None, log_matrix=None
+):
     """Normalized values of the genes ``gene_index`` (positions in ``counts``; ``-1`` = missing).
 
     The normalization is computed per cell over all genes of ``counts`` (library size,
@@ -141,7 +143,9 @@ def _dense_rows(values, rows: slice) -> np.ndarray:
     return np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64)
 
 
-def clipped_standardized(values, means: np.ndarray, scales: np.ndarray, max_value: float, rows: slice) -> np.ndarray:
+def clipped_standardized(
+    values, means: np.ndarray, scales: np.ndarray, max_value: float, rows: slice
+) -> np.ndarray:
     """Dense ``clip((values[rows] - means) / scales, -max_value, max_value)`` for a block of rows."""
     return np.clip((_dense_rows(values, rows) - means) / scales, -max_value, max_value)
 
@@ -157,7 +161,9 @@ def standardized_product(
     """
     if isinstance(values, _ExpandedColumns):
         positions = values.positions
-        return standardized_product(values.values, means[positions], scales[positions], weights[positions], max_value=max_value)
+        return standardized_product(
+            values.values, means[positions], scales[positions], weights[positions], max_value=max_value
+        )
     if max_value is not None:
         n_rows = values.shape[0]
         product = np.empty((n_rows, weights.shape[1]))

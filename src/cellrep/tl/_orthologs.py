@@ -26,12 +26,16 @@ def _ortholog_series(adata, mapping, source_key: str | None, target_key: str | N
         targets = adata.var[mapping]
     elif isinstance(mapping, pd.DataFrame):
         if mapping.shape[1] < 2 and (source_key is None or target_key is None):
-            raise ValueError("A mapping DataFrame needs a source and a target column (`source_key`, `target_key`).")
+            raise ValueError(
+                "A mapping DataFrame needs a source and a target column (`source_key`, `target_key`)."
+            )
         source_key = mapping.columns[0] if source_key is None else source_key
         target_key = mapping.columns[1] if target_key is None else target_key
         for key in (source_key, target_key):
             if key not in mapping.columns:
-                raise ValueError(f"Column {key!r} is not in the mapping DataFrame (columns: {list(mapping.columns)}).")
+                raise ValueError(
+                    f"Column {key!r} is not in the mapping DataFrame (columns: {list(mapping.columns)})."
+                )
         pairs = mapping[[source_key, target_key]].dropna().astype(str).drop_duplicates()
         # one-to-many orthologs are ambiguous: keep only sources with a single target
         pairs = pairs[~pairs[source_key].duplicated(keep=False)]
@@ -52,7 +56,8 @@ def _aggregation_matrix(target_codes: np.ndarray, n_targets: int, kept: np.ndarr
     """Genes × targets indicator: column ``t`` sums the kept genes mapped to target ``t``."""
     genes = np.flatnonzero(kept)
     return sparse.csc_matrix(
-        (np.ones(genes.size, dtype=np.float64), (genes, target_codes[genes])), shape=(target_codes.size, n_targets)
+        (np.ones(genes.size, dtype=np.float64), (genes, target_codes[genes])),
+        shape=(target_codes.size, n_targets),
     )
 
 
@@ -114,7 +119,9 @@ def map_orthologs(
     targets = _ortholog_series(adata, mapping, source_key, target_key)
     mapped = targets.notna().to_numpy()
     if not mapped.any():
-        raise ValueError("No gene of adata has an ortholog in `mapping`; check the gene identifiers and the species.")
+        raise ValueError(
+            "No gene of adata has an ortholog in `mapping`; check the gene identifiers and the species."
+        )
     target_index = pd.Index(pd.unique(targets[mapped]))
     codes = np.full(adata.n_vars, -1)
     codes[mapped] = target_index.get_indexer(targets[mapped])

@@ -25,7 +25,9 @@ DEFAULT_C = 0.05
 LABEL_WARNINGS = r".*(have a missing|Classes with fewer than)"
 
 
-def _embeddings(ref, query, labels_key: str, use_rep: str | None, standardize: str, layer, linear_kwargs: dict):
+def _embeddings(
+    ref, query, labels_key: str, use_rep: str | None, standardize: str, layer, linear_kwargs: dict
+):
     """Reference and query coordinates in the representation ``use_rep`` (computed when ``None``)."""
     if use_rep is None:
         use_rep = "X_linear"
@@ -38,11 +40,15 @@ def _embeddings(ref, query, labels_key: str, use_rep: str | None, standardize: s
         raise ValueError(f"ref.obsm has no {use_rep!r}; compute it first or pass use_rep=None.")
     if use_rep not in query.obsm:
         if transform_key(use_rep) not in ref.uns:
-            raise ValueError(f"query.obsm has no {use_rep!r}, and ref holds no linear transform to project the query.")
+            raise ValueError(
+                f"query.obsm has no {use_rep!r}, and ref holds no linear transform to project the query."
+            )
         project(query, ref, key=use_rep, standardize=standardize, layer=layer)
     reference, target = np.asarray(ref.obsm[use_rep]), np.asarray(query.obsm[use_rep])
     if reference.shape[1] != target.shape[1]:
-        raise ValueError(f"obsm[{use_rep!r}] has {reference.shape[1]} columns in ref but {target.shape[1]} in query.")
+        raise ValueError(
+            f"obsm[{use_rep!r}] has {reference.shape[1]} columns in ref but {target.shape[1]} in query."
+        )
     return reference, target
 
 
@@ -173,7 +179,9 @@ def transfer_labels(
     else:
         linear_kwargs = {**DEFAULT_LINEAR_KWARGS, **(linear_kwargs or {})}
         with _undone_on_error(ref, query):
-            reference, target = _embeddings(ref, query, labels_key, use_rep, standardize, layer, linear_kwargs)
+            reference, target = _embeddings(
+                ref, query, labels_key, use_rep, standardize, layer, linear_kwargs
+            )
         classifier = make_classifier(
             method,
             class_weight=class_weight,
@@ -200,7 +208,9 @@ def transfer_labels(
     store_params(query, f"{key_added or labels_key}_transfer", params, classes=classes)
 
 
-def _write_predictions(query, key: str, classes: np.ndarray, proba: np.ndarray, unknown_threshold: float) -> None:
+def _write_predictions(
+    query, key: str, classes: np.ndarray, proba: np.ndarray, unknown_threshold: float
+) -> None:
     confidence = proba.max(axis=1)
     predicted = classes[np.argmax(proba, axis=1)].astype(object)
     categories = list(classes)
