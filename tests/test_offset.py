@@ -45,8 +45,14 @@ def test_construction_keeps_csr_and_dtype(parts, value_dtype):
     assert matrix.shape == dense.shape
     assert matrix.ndim == 2
     deltas = matrix.deltas
-    assert matrix.nbytes == deltas.data.nbytes + deltas.indices.nbytes + deltas.indptr.nbytes + matrix.row_offsets.nbytes
-    assert repr(matrix) == f"OffsetSparseMatrix(shape={dense.shape}, nnz={deltas.nnz}, dtype={np.dtype(value_dtype)})"
+    assert (
+        matrix.nbytes
+        == deltas.data.nbytes + deltas.indices.nbytes + deltas.indptr.nbytes + matrix.row_offsets.nbytes
+    )
+    assert (
+        repr(matrix)
+        == f"OffsetSparseMatrix(shape={dense.shape}, nnz={deltas.nnz}, dtype={np.dtype(value_dtype)})"
+    )
 
 
 def test_toarray_and_array_protocol(parts, value_dtype):

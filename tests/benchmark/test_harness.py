@@ -199,6 +199,16 @@ def test_sctop_package_peer(labelled):
     assert results.loc[0, "macro_f1"] > 0.9
 
 
+def test_cellrep_sctop_method_predicts_as_the_sctop_package(labelled):
+    (split,) = make_splits(labelled, "cell_type", tasks=["within"], seeds=[1])
+    predictions = {}
+    for name in ("sctop", "cellrep_sctop"):
+        method = METHODS[name]
+        fitted = method.fit(split.train.copy(), "cell_type", 1)
+        predictions[name] = method.predict(fitted, split.test.copy())
+    np.testing.assert_array_equal(predictions["cellrep_sctop"], predictions["sctop"])
+
+
 @pytest.mark.shared_data
 def test_zheng68k_within_split_beats_chance():
     adata = read_shared("zheng68k_reduced")

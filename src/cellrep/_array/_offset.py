@@ -36,7 +36,9 @@ class OffsetSparseMatrix:
         deltas = sparse.csr_matrix(self.deltas)
         offsets = np.asarray(self.row_offsets, dtype=deltas.dtype).ravel()
         if offsets.shape[0] != deltas.shape[0]:
-            raise ValueError(f"row_offsets has {offsets.shape[0]} entries but deltas has {deltas.shape[0]} rows.")
+            raise ValueError(
+                f"row_offsets has {offsets.shape[0]} entries but deltas has {deltas.shape[0]} rows."
+            )
         object.__setattr__(self, "deltas", deltas)
         object.__setattr__(self, "row_offsets", offsets)
 
@@ -52,7 +54,12 @@ class OffsetSparseMatrix:
 
     @property
     def nbytes(self) -> int:
-        return self.deltas.data.nbytes + self.deltas.indices.nbytes + self.deltas.indptr.nbytes + self.row_offsets.nbytes
+        return (
+            self.deltas.data.nbytes
+            + self.deltas.indices.nbytes
+            + self.deltas.indptr.nbytes
+            + self.row_offsets.nbytes
+        )
 
     def __repr__(self) -> str:
         return f"OffsetSparseMatrix(shape={self.shape}, nnz={self.deltas.nnz}, dtype={self.dtype})"
@@ -92,7 +99,9 @@ class OffsetSparseMatrix:
 
     def column_sums(self) -> np.ndarray:
         """Sum over cells of each gene, in float64."""
-        return np.asarray(self.deltas.sum(axis=0, dtype=np.float64)).ravel() + self.row_offsets.sum(dtype=np.float64)
+        return np.asarray(self.deltas.sum(axis=0, dtype=np.float64)).ravel() + self.row_offsets.sum(
+            dtype=np.float64
+        )
 
     def column_mean_var(self, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Per-gene mean and variance of the dense values, accumulated in float64."""
@@ -116,5 +125,10 @@ class OffsetSparseMatrix:
     def as_linear_operator(self) -> LinearOperator:
         """A scipy LinearOperator for iterative solvers."""
         return LinearOperator(
-            self.shape, matvec=self.matmul, matmat=self.matmul, rmatvec=self.rmatmul, rmatmat=self.rmatmul, dtype=self.dtype
+            self.shape,
+            matvec=self.matmul,
+            matmat=self.matmul,
+            rmatvec=self.rmatmul,
+            rmatmat=self.rmatmul,
+            dtype=self.dtype,
         )

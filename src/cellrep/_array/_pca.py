@@ -90,26 +90,31 @@ def _orthonormal_basis(block: np.ndarray) -> np.ndarray:
     return linalg.qr(block, mode="economic", check_finite=False)[0]
 
 
+def _project_out(block: np.ndarray, previous_blocks: list[np.ndarray]) -> np.ndarray:
+    """Remove from ``block`` (in place) its components along orthonormal ``previous_blocks``, twice."""
+    for _ in range(2):  # twice is enough (Giraud et al. 2005)
+        for previous in previous_blocks:
+            block -= previous @ (previous.T @ block)
+    return block
+
+
 def _orthogonal_complement_basis(
-    candidate: np.ndarray, previous_blocks: list[np.ndarray], n_columns: int
+    candidate: np.ndarray, previous_blocks: list[np.ndarray], n_columns: int, rng: np.random.Generator
 ) -> np.ndarray:
     """``n_columns`` orthonormal directions of ``candidate`` orthogonal to ``previous_blocks``.
 
-    Block Gram–Schmidt twice (Giraud et al. 2005). When fewer columns than the candidate has
-    are wanted (the basis is about to fill the whole space), its strongest directions are
-    kept. If the candidate was (numerically) inside the previous span, as when the Krylov
-    space of a small matrix is exhausted, the orthonormalised block is cleaned once more.
+    When fewer columns than the candidate has are wanted (the basis is about to fill the
+    whole space), its strongest directions are kept. A candidate numerically inside the
+    previous span (the Krylov space of a low-rank matrix is exhausted) leaves only rounding
+    noise: random directions of the complement replace it, as in restarted Lanczos.
     """
-    for _ in range(2):
-        for previous in previous_blocks:
-            candidate -= previous @ (previous.T @ candidate)
+    candidate = _project_out(candidate, previous_blocks)
     if n_columns < candidate.shape[1]:
         candidate = linalg.svd(candidate, full_matrices=False, check_finite=False)[0][:, :n_columns]
     block = _orthonormal_basis(candidate)
     if max(np.abs(previous.T @ block).max() for previous in previous_blocks) > ORTHOGONALITY_TOLERANCE:
-        for previous in previous_blocks:
-            block -= previous @ (previous.T @ block)
-        block = _orthonormal_basis(block)
+        restart = _project_out(rng.standard_normal(block.shape), previous_blocks)
+        block = _orthonormal_basis(restart)
     return block
 
 
@@ -131,12 +136,14 @@ def _top_eigenvectors(gram_product, dimension: int, n_vectors: int, *, width: in
         if len(basis_blocks) >= n_blocks or n_basis >= dimension:
             break
         with _single_threaded_blas():
-            block = _orthogonal_complement_basis(images[-1].copy(), basis_blocks, dimension - n_basis)
-    with _single_threaded_blas():
-        basis = np.hstack(basis_blocks)
-        rayleigh_ritz = basis.T @ np.hstack(images)
+            block = _orthogonal_complement_basis(images[-1].copy(), basis_blocks, dimension - n_basis, rng)
+    with _single_threaded_blas():  # block by block: stacking the blocks would copy them all
+        rayleigh_ritz = np.block([[block.T @ image for image in images] for block in basis_blocks])
         eigenvalues, eigenvectors = linalg.eigh((rayleigh_ritz + rayleigh_ritz.T) / 2, check_finite=False)
-        return basis @ eigenvectors[:, np.argsort(eigenvalues)[::-1][:n_vectors]]
+        top = eigenvectors[:, np.argsort(eigenvalues)[::-1][:n_vectors]]
+        ends = np.cumsum([block.shape[1] for block in basis_blocks])
+        rows_of_top = np.split(top, ends[:-1])
+        return sum(block @ rows for block, rows in zip(basis_blocks, rows_of_top, strict=True))
 
 
 def _orthonormal_columns_by_variance(block: np.ndarray) -> np.ndarray:
@@ -156,8 +163,10 @@ def randomized_components(
     """Top ``n_comps`` right singular vectors (components × genes) of the operator's matrix ``A``.
 
     The eigenvectors of ``AᵀA`` (or of ``AAᵀ``, whichever is smaller) are found by block
-    Krylov iteration: ``2 n_power_iter + 2`` passes over the data, each multiplying it with
-    a block of ``n_comps + n_oversamples`` columns. The dense algebra runs on the short side,
+    Krylov iteration: ``n_power_iter + 1`` blocks spanning ``M Ω … M^(n_power_iter + 1) Ω``
+    (``M = AᵀA``), ``2 n_power_iter + 4`` passes over the data, each multiplying it with a
+    block of ``n_comps + n_oversamples`` columns. Products are float32 for float32 data: they
+    only need to span the subspace. The dense algebra runs on the short side,
     so its cost and memory do not grow with the number of cells. For a wide matrix (fewer
     cells than genes) the left singular vectors ``U`` come first and one more pass maps them
     to ``Aᵀ U``, whose orthonormalised columns are the components.
