@@ -16,7 +16,9 @@ MATRIX_FORMATS = ("dense", "csr", "csc")
 DTYPES = (np.float32, np.float64, np.int64)
 
 
-def synthetic_counts(n_cells: int = 60, n_genes: int = 40, *, seed: int = 0, density: float = 0.3) -> np.ndarray:
+def synthetic_counts(
+    n_cells: int = 60, n_genes: int = 40, *, seed: int = 0, density: float = 0.3
+) -> np.ndarray:
     """Negative-binomial-like integer counts with some all-zero genes, as a dense int64 array."""
     rng = np.random.default_rng(seed)
     means = rng.gamma(0.6, 2.0, size=n_genes)

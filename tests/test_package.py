@@ -13,5 +13,7 @@ def test_namespaces_are_exposed():
 
 def test_import_does_not_load_torch_scanpy_or_scvi():
     code = "import sys, cellrep; print(sorted(m for m in ('torch', 'scvi', 'scanpy', 'lightning') if m in sys.modules))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert loaded == "[]"

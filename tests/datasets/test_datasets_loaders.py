@@ -15,7 +15,9 @@ GENES = ["INS", "GCG", "SST", "KRT19"]
 
 
 def _write_baron_csv(path, sample, counts, clusters):
-    table = pd.DataFrame(counts, columns=GENES, index=[f"{sample}_lib1.final_cell_{i:04d}" for i in range(len(counts))])
+    table = pd.DataFrame(
+        counts, columns=GENES, index=[f"{sample}_lib1.final_cell_{i:04d}" for i in range(len(counts))]
+    )
     table.insert(0, "assigned_cluster", clusters)
     table.insert(0, "barcode", [f"ACGT{i:04d}" for i in range(len(counts))])
     with gzip.open(path, "wt") as handle:
@@ -51,7 +53,9 @@ def test_baron_from_local_folder(baron_folder, no_network):
     assert sparse.issparse(adata.X)
     assert adata.X.format == "csr"
     assert adata.X.dtype == np.float32
-    np.testing.assert_array_equal(adata.X.toarray(), np.vstack([expected["mouse1"][0], expected["mouse2"][0]]))
+    np.testing.assert_array_equal(
+        adata.X.toarray(), np.vstack([expected["mouse1"][0], expected["mouse2"][0]])
+    )
     assert list(adata.var_names) == GENES
     assert list(adata.obs["assigned_cluster"]) == ["beta", "B_cell", "alpha", "T_cell", "beta"]
     assert list(adata.obs["cell_type"]) == ["beta", "b_cell", "alpha", "t_cell", "beta"]

@@ -12,13 +12,21 @@ import cellrep as cr
 def _results(n_splits_by_task):
     rows = []
     rng = np.random.default_rng(0)
-    for (task, n_splits), method in itertools.product(n_splits_by_task.items(), ["cellrep_linear", "scanpy", "sctop"]):
+    for (task, n_splits), method in itertools.product(
+        n_splits_by_task.items(), ["cellrep_linear", "scanpy", "sctop"]
+    ):
         for split in range(n_splits):
             rows.append(
                 {
-                    "task": task, "dataset": "baron_human", "method": method, "split": split,
-                    "macro_f1": rng.uniform(0.5, 1.0), "accuracy": rng.uniform(0.5, 1.0),
-                    "fit_seconds": rng.uniform(0.1, 100), "predict_seconds": 0.1, "peak_memory_mb": 10.0,
+                    "task": task,
+                    "dataset": "baron_human",
+                    "method": method,
+                    "split": split,
+                    "macro_f1": rng.uniform(0.5, 1.0),
+                    "accuracy": rng.uniform(0.5, 1.0),
+                    "fit_seconds": rng.uniform(0.1, 100),
+                    "predict_seconds": 0.1,
+                    "peak_memory_mb": 10.0,
                 }
             )
     return pd.DataFrame(rows)
@@ -38,7 +46,11 @@ def test_benchmark_bars_with_error_bars(tmp_path, assert_png):
     expected = results.groupby(["task", "method"], sort=False)["macro_f1"].mean()
     heights = sorted(bar.get_height() for bar in bars)
     np.testing.assert_allclose(heights, sorted(expected))
-    assert all(container.errorbar is not None for container in metric_ax.containers if isinstance(container, BarContainer))
+    assert all(
+        container.errorbar is not None
+        for container in metric_ax.containers
+        if isinstance(container, BarContainer)
+    )
     assert metric_ax.get_ylabel() == "macro f1"
     assert [t.get_text() for t in metric_ax.get_xticklabels()] == ["within", "leave one\nbatch out"]
     assert speed_ax.get_yscale() == "log"
@@ -60,7 +72,9 @@ def test_benchmark_single_split_is_points():
     figure = cr.pl.benchmark(results, metric="accuracy", speed=False)
     (ax,) = figure.axes
     assert len(_bars(ax)) == 3  # only the 3-split task has bars
-    points = np.vstack([collection.get_offsets() for collection in ax.collections if isinstance(collection, PathCollection)])
+    points = np.vstack(
+        [collection.get_offsets() for collection in ax.collections if isinstance(collection, PathCollection)]
+    )
     assert len(points) == 3
     single = results[results["task"] == "cross_species"]["accuracy"]
     np.testing.assert_allclose(sorted(points[:, 1]), sorted(single))

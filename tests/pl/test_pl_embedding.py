@@ -39,7 +39,9 @@ def test_embedding_2d_basis_is_drawn_directly(represented):
     represented.obsm["X_two"] = represented.obsm["X_linear"][:, :2]
     ax = cr.pl.embedding(represented, "X_two", color="cell_type")
     assert "X_umap_two" not in represented.obsm
-    np.testing.assert_allclose(np.sort(ax.collections[0].get_offsets()[:, 0]), np.sort(represented.obsm["X_two"][:, 0]))
+    np.testing.assert_allclose(
+        np.sort(ax.collections[0].get_offsets()[:, 0]), np.sort(represented.obsm["X_two"][:, 0])
+    )
 
 
 def test_embedding_unknown_basis(represented):

@@ -23,7 +23,9 @@ def test_sctop_heatmap_is_mean_per_label(scored, tmp_path, assert_png, image_arr
     figure = cr.pl.sctop_scores(scored, groupby="cell_type", save=tmp_path / "s.png")
     assert_png(tmp_path / "s.png")
     ax = figure.axes[0]
-    expected = pd.DataFrame(scored.obsm["X_sctop"]).groupby(scored.obs["cell_type"].to_numpy()).mean().to_numpy()
+    expected = (
+        pd.DataFrame(scored.obsm["X_sctop"]).groupby(scored.obs["cell_type"].to_numpy()).mean().to_numpy()
+    )
     values = image_array(ax)
     assert values.shape == (4, 3)
     np.testing.assert_allclose(values, expected)
@@ -52,7 +54,9 @@ def test_sctop_errors(scored):
 
 
 def test_sctop_scores_from_dataframe(scored, image_array):
-    scored.obsm["X_sctop"] = pd.DataFrame(scored.obsm["X_sctop"], index=scored.obs_names, columns=["x", "y", "z"])
+    scored.obsm["X_sctop"] = pd.DataFrame(
+        scored.obsm["X_sctop"], index=scored.obs_names, columns=["x", "y", "z"]
+    )
     del scored.uns["X_sctop"]
     figure = cr.pl.sctop_scores(scored, groupby="cell_type")
     assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["x", "y", "z"]

@@ -92,7 +92,11 @@ def baron_pancreas(
     if species not in BARON_SAMPLES:
         raise ValueError(f"species must be one of {sorted(BARON_SAMPLES)}, got {species!r}.")
     samples = BARON_SAMPLES[species]
-    files = _local_files(path, species) if path is not None else [fetch(source, data_dir) for source in samples.values()]
+    files = (
+        _local_files(path, species)
+        if path is not None
+        else [fetch(source, data_dir) for source in samples.values()]
+    )
     if not files:
         raise ValueError(f"No '*{species}*_umifm_counts.csv*' files found in {path}.")
     parts = [read_baron_csv(file) for file in files]

@@ -44,7 +44,9 @@ def _read_10x_folder(folder: Path):
 
     matrices = sorted(folder.rglob("matrix.mtx*"))
     if not matrices:
-        raise ValueError(f"No 10x 'matrix.mtx' found under {folder}; pass the archive or its extracted folder.")
+        raise ValueError(
+            f"No 10x 'matrix.mtx' found under {folder}; pass the archive or its extracted folder."
+        )
     adata = sc.read_10x_mtx(matrices[0].parent, var_names="gene_symbols", make_unique=True, cache=False)
     adata.X = adata.X.tocsr()
     adata.uns["source"] = "10x Genomics pbmc3k, Cell Ranger 1.1.0 filtered_gene_bc_matrices (hg19)"

@@ -58,7 +58,14 @@ def gene_attention(
         index = adata.var_names.get_indexer(list(genes))
     names = adata.var_names[index]
     ax = new_axes(ax, figsize=(0.25 * len(index) + 3, 0.25 * len(index) + 2))
-    heatmap(ax, matrix[np.ix_(index, index)], row_labels=names, column_labels=names, cmap=cmap, colorbar_label="attention")
+    heatmap(
+        ax,
+        matrix[np.ix_(index, index)],
+        row_labels=names,
+        column_labels=names,
+        cmap=cmap,
+        colorbar_label="attention",
+    )
     ax.set_xlabel("attended gene")
     ax.set_ylabel("query gene")
     ax.set_title(key.replace("_", " "))

@@ -50,7 +50,9 @@ def benchmark(
     columns = [*_REQUIRED, metric] + (["fit_seconds"] if speed else [])
     missing = [column for column in columns if column not in results.columns]
     if missing:
-        raise ValueError(f"results lacks the columns {missing}; pass the DataFrame returned by cellrep.benchmark.")
+        raise ValueError(
+            f"results lacks the columns {missing}; pass the DataFrame returned by cellrep.benchmark."
+        )
     if results.empty:
         raise ValueError("results is empty.")
     table = results.dropna(subset=[metric])  # failed runs have no score
@@ -60,7 +62,9 @@ def benchmark(
     groups = list(dict.fromkeys(table["group"]))
     methods = list(dict.fromkeys(table["method"]))
     colors = category_colors(methods)
-    axes = new_axes_row(ax, 2 if speed else 1, panel_size=(max(4.5, 1.2 * len(groups) * max(1, len(methods)) / 3), 4.0))
+    axes = new_axes_row(
+        ax, 2 if speed else 1, panel_size=(max(4.5, 1.2 * len(groups) * max(1, len(methods)) / 3), 4.0)
+    )
     _grouped(axes[0], table, metric, groups, methods, colors, spread="std")
     axes[0].set_ylabel(metric.replace("_", " "))
     axes[0].set_title(f"{metric.replace('_', ' ')} by task and method")
@@ -85,14 +89,18 @@ def _group_labels(results: pd.DataFrame) -> pd.Series:
     return tasks
 
 
-def _grouped(ax, table: pd.DataFrame, column: str, groups: list, methods: list, colors: dict, *, spread: str) -> None:
+def _grouped(
+    ax, table: pd.DataFrame, column: str, groups: list, methods: list, colors: dict, *, spread: str
+) -> None:
     """Bars (mean with ``spread`` error bars over splits) or points (one split) per group and method.
 
     ``spread='std'`` draws ± one standard deviation; ``'range'`` draws from the minimum to the
     maximum, which stays positive on a log axis.
     """
     scored = table.dropna(subset=[column])  # failed runs have NaN scores and times
-    summary = scored.groupby(["group", "method"], sort=False)[column].agg(["mean", "std", "min", "max", "count"])
+    summary = scored.groupby(["group", "method"], sort=False)[column].agg(
+        ["mean", "std", "min", "max", "count"]
+    )
     summary["std"] = summary["std"].fillna(0.0)
     width = 0.8 / len(methods)
     for index, method in enumerate(methods):
@@ -107,13 +115,23 @@ def _grouped(ax, table: pd.DataFrame, column: str, groups: list, methods: list, 
         single = (rows["count"] == 1).to_numpy()
         if (~single).any():
             ax.bar(
-                positions[~single], rows["mean"][~single], width=width, yerr=errors[:, ~single],
-                color=colors[method], label=method, capsize=2, error_kw={"lw": 0.8},
+                positions[~single],
+                rows["mean"][~single],
+                width=width,
+                yerr=errors[:, ~single],
+                color=colors[method],
+                label=method,
+                capsize=2,
+                error_kw={"lw": 0.8},
             )
         if single.any():
             ax.scatter(
-                positions[single], rows["mean"][single], color=colors[method], edgecolor="black",
-                zorder=3, label=None if (~single).any() else method,
+                positions[single],
+                rows["mean"][single],
+                color=colors[method],
+                edgecolor="black",
+                zorder=3,
+                label=None if (~single).any() else method,
             )
     ax.set_xticks(np.arange(len(groups)), labels=groups)
     ax.set_xlabel("task")

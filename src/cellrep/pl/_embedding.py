@@ -80,6 +80,8 @@ def _umap_of(adata, basis: str, compute_umap: bool | None, n_neighbors: int, ran
     if compute_umap is None and umap_key in adata.obsm:
         return umap_key
     neighbors_key = f"neighbors_{basis.removeprefix('X_')}"
-    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=basis, key_added=neighbors_key, random_state=random_state)
+    sc.pp.neighbors(
+        adata, n_neighbors=n_neighbors, use_rep=basis, key_added=neighbors_key, random_state=random_state
+    )
     sc.tl.umap(adata, neighbors_key=neighbors_key, key_added=umap_key, random_state=random_state)
     return umap_key

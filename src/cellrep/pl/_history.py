@@ -52,7 +52,9 @@ def training_history(
     """
     curves = _curves(getattr(model, "history", None) or {})
     if not curves:
-        raise ValueError("model.history has no entries ending in '_train' or '_validation'; train the model first.")
+        raise ValueError(
+            "model.history has no entries ending in '_train' or '_validation'; train the model first."
+        )
     found = list(dict.fromkeys(objective for objective, _ in curves))
     if objectives is None:
         objectives = found
@@ -64,7 +66,9 @@ def training_history(
         for split in ("train", "validation"):
             if (objective, split) in curves:
                 values = curves[(objective, split)]
-                axis.plot(values.index, values.to_numpy(), marker="o", ms=3, color=_COLORS[split], label=split)
+                axis.plot(
+                    values.index, values.to_numpy(), marker="o", ms=3, color=_COLORS[split], label=split
+                )
         axis.set_title(objective.replace("_", " "))
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -57,7 +57,12 @@ def sctop_scores(
     cell_types = _type_names(adata, key)
     scores = pd.DataFrame(np.asarray(adata.obsm[key]), columns=cell_types, index=adata.obs_names)
     groups = adata.obs[groupby].astype("category")
-    means = scores.groupby(groups.to_numpy(), observed=True).mean().reindex(groups.cat.categories).dropna(how="all")
+    means = (
+        scores.groupby(groups.to_numpy(), observed=True)
+        .mean()
+        .reindex(groups.cat.categories)
+        .dropna(how="all")
+    )
 
     axes = new_axes_row(ax, 1 if types is None else 2)
     limit = float(np.nanmax(np.abs(means.to_numpy()))) or 1.0
@@ -90,14 +95,20 @@ def _type_names(adata, key: str) -> list[str]:
     stored = adata.uns.get(key, {})
     names = stored.get("cell_types") if isinstance(stored, dict) else None
     if names is None:
-        raise ValueError(f"adata.uns[{key!r}]['cell_types'] is missing; it names the columns of adata.obsm[{key!r}].")
+        raise ValueError(
+            f"adata.uns[{key!r}]['cell_types'] is missing; it names the columns of adata.obsm[{key!r}]."
+        )
     names = [str(name) for name in names]
     if len(names) != n_types:
-        raise ValueError(f"adata.uns[{key!r}]['cell_types'] has {len(names)} names for {n_types} score columns.")
+        raise ValueError(
+            f"adata.uns[{key!r}]['cell_types'] has {len(names)} names for {n_types} score columns."
+        )
     return names
 
 
-def _fate_scatter(ax, adata, scores: pd.DataFrame, groups: pd.Series, groupby: str, types: Sequence[str]) -> None:
+def _fate_scatter(
+    ax, adata, scores: pd.DataFrame, groups: pd.Series, groupby: str, types: Sequence[str]
+) -> None:
     if len(types) != 2 or any(name not in scores.columns for name in types):
         raise ValueError(f"types must name two reference types among {list(scores.columns)}, got {types!r}.")
     x_type, y_type = types
@@ -106,8 +117,12 @@ def _fate_scatter(ax, adata, scores: pd.DataFrame, groups: pd.Series, groupby: s
         selected = (groups == category).to_numpy()
         if selected.any():
             ax.scatter(
-                scores.loc[selected, x_type], scores.loc[selected, y_type],
-                s=6, color=colors[category], label=category, rasterized=True,
+                scores.loc[selected, x_type],
+                scores.loc[selected, y_type],
+                s=6,
+                color=colors[category],
+                label=category,
+                rasterized=True,
             )
     ax.axhline(0, color="0.7", lw=0.8)
     ax.axvline(0, color="0.7", lw=0.8)

@@ -21,7 +21,9 @@ SINGLE_AX_DOC = """ax
 
 def document_show_save(function: Callable) -> Callable:
     """Fill the shared ``ax``/``show``/``save`` parameter entries into ``function``'s docstring."""
-    function.__doc__ = function.__doc__.replace("{show_save}", SHOW_SAVE_DOC).replace("{single_ax}", SINGLE_AX_DOC)
+    function.__doc__ = function.__doc__.replace("{show_save}", SHOW_SAVE_DOC).replace(
+        "{single_ax}", SINGLE_AX_DOC
+    )
     return function
 
 
@@ -40,7 +42,9 @@ def new_axes_row(ax, n_panels: int, *, panel_size: tuple[float, float] = (4.5, 3
     if ax is not None:
         axes = list(ax) if isinstance(ax, Sequence | np.ndarray) else [ax]
         if len(axes) != n_panels:
-            raise ValueError(f"This plot draws {n_panels} panels; pass `ax=` as a sequence of {n_panels} Axes or None.")
+            raise ValueError(
+                f"This plot draws {n_panels} panels; pass `ax=` as a sequence of {n_panels} Axes or None."
+            )
         return axes
     import matplotlib.pyplot as plt
 
@@ -74,7 +78,9 @@ def category_colors(categories: Sequence[str], adata=None, key: str | None = Non
     return {category: palette[i % len(palette)] for i, category in enumerate(categories)}
 
 
-def heatmap(ax, values: np.ndarray, *, row_labels, column_labels, cmap: str, colorbar_label: str, **imshow_kwargs):
+def heatmap(
+    ax, values: np.ndarray, *, row_labels, column_labels, cmap: str, colorbar_label: str, **imshow_kwargs
+):
     """``imshow`` with labelled rows and columns and a colour bar; returns the image."""
     image = ax.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest", **imshow_kwargs)
     ax.set_xticks(np.arange(len(column_labels)), labels=list(column_labels), rotation=90)
