@@ -108,3 +108,34 @@ html_theme_options = {
     "navigation_with_keys": False,
 }
 html_show_sphinx = False
+
+
+# --- docstrings: prose "Returns" sections ---------------------------------------------------------
+def _is_underline(line: str) -> bool:
+    return bool(line.strip()) and set(line.strip()) == {"-"}
+
+
+def _prose_returns_as_field(app, what, name, obj, options, lines: list[str]) -> None:
+    """Turn a prose ``Returns`` section into one untyped napoleon entry (a ``:`` line, then the text indented).
+
+    Our return types live in the signatures, so ``Returns`` holds sentences. napoleon would read
+    every unindented line of it as a separate ``type`` entry and break the text into bullets.
+    Named numpy-style entries (indented descriptions) are left as they are.
+    """
+    starts = [i for i in range(len(lines) - 1) if lines[i].strip() == "Returns" and _is_underline(lines[i + 1])]
+    if not starts:
+        return
+    start = starts[0]
+    end = start + 2
+    while end < len(lines) and not (end + 1 < len(lines) and _is_underline(lines[end + 1])):
+        end += 1
+    body = lines[start + 2 : end]
+    while body and not body[-1].strip():
+        body.pop()
+    if not body or any(line.startswith((" ", "\t")) for line in body if line.strip()):
+        return
+    lines[start + 2 : start + 2 + len(body)] = [":", *(f"    {line}" if line.strip() else "" for line in body)]
+
+
+def setup(app) -> None:
+    app.connect("autodoc-process-docstring", _prose_returns_as_field, priority=100)
