@@ -73,7 +73,11 @@ def _copy_tutorials() -> None:
     target.mkdir(parents=True, exist_ok=True)
     for notebook in sorted((REPO / "tutorials").glob("*.ipynb")):
         executed = REPO / "build" / "executed_tutorials" / notebook.name
-        source = executed if executed.exists() and executed.stat().st_mtime >= notebook.stat().st_mtime else notebook
+        source = (
+            executed
+            if executed.exists() and executed.stat().st_mtime >= notebook.stat().st_mtime
+            else notebook
+        )
         copy = target / notebook.name
         if not copy.exists() or copy.read_bytes() != source.read_bytes():
             shutil.copyfile(source, copy)
@@ -122,7 +126,9 @@ def _prose_returns_as_field(app, what, name, obj, options, lines: list[str]) -> 
     every unindented line of it as a separate ``type`` entry and break the text into bullets.
     Named numpy-style entries (indented descriptions) are left as they are.
     """
-    starts = [i for i in range(len(lines) - 1) if lines[i].strip() == "Returns" and _is_underline(lines[i + 1])]
+    starts = [
+        i for i in range(len(lines) - 1) if lines[i].strip() == "Returns" and _is_underline(lines[i + 1])
+    ]
     if not starts:
         return
     start = starts[0]
@@ -134,7 +140,10 @@ def _prose_returns_as_field(app, what, name, obj, options, lines: list[str]) -> 
         body.pop()
     if not body or any(line.startswith((" ", "\t")) for line in body if line.strip()):
         return
-    lines[start + 2 : start + 2 + len(body)] = [":", *(f"    {line}" if line.strip() else "" for line in body)]
+    lines[start + 2 : start + 2 + len(body)] = [
+        ":",
+        *(f"    {line}" if line.strip() else "" for line in body),
+    ]
 
 
 def setup(app) -> None:

@@ -62,9 +62,9 @@ def benchmark(
     groups = list(dict.fromkeys(table["group"]))
     methods = list(dict.fromkeys(table["method"]))
     colors = category_colors(methods)
-    axes = new_axes_row(
-        ax, 2 if speed else 1, panel_size=(max(4.5, 1.2 * len(groups) * max(1, len(methods)) / 3), 4.0)
-    )
+    # about 0.1 inch per bar, within limits that keep a wide table on one screen
+    panel_width = float(np.clip(0.1 * len(groups) * len(methods) + 2.0, 4.5, 14.0))
+    axes = new_axes_row(ax, 2 if speed else 1, panel_size=(panel_width, 4.0))
     _grouped(axes[0], table, metric, groups, methods, colors, spread="std")
     axes[0].set_ylabel(metric.replace("_", " "))
     axes[0].set_title(f"{metric.replace('_', ' ')} by task and method")
@@ -85,7 +85,10 @@ def _group_labels(results: pd.DataFrame) -> pd.Series:
     """Tick labels: the task, wrapped at underscores, and the dataset when there are several."""
     tasks = results["task"].astype(str).map(lambda task: textwrap.fill(task.replace("_", " "), 14))
     if "dataset" in results and results["dataset"].nunique() > 1:
-        return tasks + "\n" + results["dataset"].astype(str)
+        datasets = results["dataset"].astype(str).map(
+            lambda dataset: textwrap.fill(dataset.replace("_", " ").replace("->", " → "), 12)
+        )
+        return tasks + "\n" + datasets
     return tasks
 
 
@@ -133,5 +136,5 @@ def _grouped(
                 zorder=3,
                 label=None if (~single).any() else method,
             )
-    ax.set_xticks(np.arange(len(groups)), labels=groups)
+    ax.set_xticks(np.arange(len(groups)), labels=groups, fontsize=8 if len(groups) > 4 else None)
     ax.set_xlabel("task")
