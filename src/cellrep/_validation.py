@@ -16,7 +16,7 @@ from scipy import sparse
 
 from ._settings import numba_threads
 
-SUPPORTED_MATRIX_TYPES = "a numpy ndarray, a scipy CSR/CSC matrix or array, or a dask array"
+SUPPORTED_MATRIX_TYPES = "a numpy ndarray or a scipy CSR/CSC matrix or array"
 
 
 def get_matrix(adata, layer: str | None = None):
@@ -38,8 +38,13 @@ def is_dask_array(matrix) -> bool:
 
 
 def check_matrix_type(matrix) -> None:
-    """Raise a TypeError unless ``matrix`` is dense, CSR, CSC or dask."""
-    if isinstance(matrix, np.ndarray) or is_dask_array(matrix):
+    """Raise a TypeError unless ``matrix`` is dense, CSR or CSC."""
+    if is_dask_array(matrix):
+        raise TypeError(
+            "dask arrays are not supported by cellrep's kernels yet. Load the data into memory first "
+            "(for example `adata.X = adata.X.compute()`), or process it in batches of cells."
+        )
+    if isinstance(matrix, np.ndarray):
         return
     if sparse.issparse(matrix) and matrix.format in ("csr", "csc"):
         return
@@ -93,20 +98,16 @@ def _raise_non_finite(scan: ValueScan, what: str) -> None:
 
 def check_finite(matrix, what: str = "the data") -> None:
     """Raise a ValueError if ``matrix`` holds NaN or infinite values."""
-    if is_dask_array(matrix):
-        return  # checked lazily per block by the dask code paths
+    check_matrix_type(matrix)
     _raise_non_finite(scan_values(matrix), what)
 
 
-def check_counts(matrix, what: str = "the data", *, require_integer: bool = True) -> ValueScan | None:
+def check_counts(matrix, what: str = "the data", *, require_integer: bool = True) -> ValueScan:
     """Raise a ValueError unless ``matrix`` holds finite, non-negative (integer) counts.
 
-    Returns the :class:`ValueScan` of the data (``None`` for dask arrays, which are not scanned),
-    so callers can react to non-integer values without a second pass.
+    Returns the :class:`ValueScan` of the data, so callers can react to non-integer values without a second pass.
     """
     check_matrix_type(matrix)
-    if is_dask_array(matrix):
-        return None
     scan = scan_values(matrix)
     _raise_non_finite(scan, what)
     if scan.n_negative:

@@ -48,7 +48,7 @@ def no_network(monkeypatch):
 
 def test_baron_from_local_folder(baron_folder, no_network):
     folder, expected = baron_folder
-    adata = cr.datasets.baron_pancreas("mouse", path=folder)
+    adata = cr.datasets.baron_pancreas("mouse", source="geo", path=folder)
     assert adata.shape == (5, len(GENES))
     assert sparse.issparse(adata.X)
     assert adata.X.format == "csr"
@@ -66,17 +66,19 @@ def test_baron_from_local_folder(baron_folder, no_network):
 
 def test_baron_single_file_and_file_list(baron_folder, no_network):
     folder, expected = baron_folder
-    single = cr.datasets.baron_pancreas("mouse", path=folder / "GSM2230762_mouse2_umifm_counts.csv.gz")
+    single = cr.datasets.baron_pancreas(
+        "mouse", source="geo", path=folder / "GSM2230762_mouse2_umifm_counts.csv.gz"
+    )
     np.testing.assert_array_equal(single.X.toarray(), expected["mouse2"][0])
-    listed = cr.datasets.baron_pancreas("mouse", path=sorted(folder.glob("*.csv.gz")))
+    listed = cr.datasets.baron_pancreas("mouse", source="geo", path=sorted(folder.glob("*.csv.gz")))
     assert listed.n_obs == 5
 
 
 def test_baron_rejects_wrong_input(tmp_path, no_network):
     with pytest.raises(ValueError, match="species"):
-        cr.datasets.baron_pancreas("zebrafish", path=tmp_path)
+        cr.datasets.baron_pancreas("zebrafish", source="geo", path=tmp_path)
     with pytest.raises(ValueError, match="No"):
-        cr.datasets.baron_pancreas("human", path=tmp_path)
+        cr.datasets.baron_pancreas("human", source="geo", path=tmp_path)
     bad = tmp_path / "GSM0_human1_umifm_counts.csv"
     pd.DataFrame({"x": [1]}, index=["c0"]).to_csv(bad)
     with pytest.raises(ValueError, match="assigned_cluster"):
@@ -92,7 +94,7 @@ def test_baron_downloads_every_registered_sample(baron_folder, monkeypatch, tmp_
         return str(folder / fname)
 
     monkeypatch.setattr("pooch.retrieve", fake_retrieve)
-    adata = cr.datasets.baron_pancreas("mouse", data_dir=tmp_path / "cache")
+    adata = cr.datasets.baron_pancreas("mouse", source="geo", data_dir=tmp_path / "cache")
     assert adata.n_obs == 5
     assert [call[0] for call in calls] == [source.url for source in _registry.BARON_SAMPLES["mouse"].values()]
     assert all(call[0].startswith("https://ftp.ncbi.nlm.nih.gov/geo/samples/") for call in calls)
@@ -123,6 +125,8 @@ def _assert_pbmc(adata, counts):
     assert list(adata.var_names) == ["CD3D", "MS4A1", "CD3D-1", "LYZ"]
     assert adata.var["gene_ids"].iloc[1] == "ENSG00000000001"
     assert adata.obs_names[0] == "AAAC0000-1"
+    assert set(adata.obs["batch"]) == {"pbmc3k"}
+    assert set(adata.obs["species"]) == {"human"}
 
 
 def test_pbmc3k_from_archive_and_folder(tmp_path, pbmc_counts, no_network):
@@ -131,10 +135,10 @@ def test_pbmc3k_from_archive_and_folder(tmp_path, pbmc_counts, no_network):
     archive = tmp_path / "pbmc3k_filtered_gene_bc_matrices.tar.gz"
     with tarfile.open(archive, "w:gz") as handle:
         handle.add(tmp_path / "filtered_gene_bc_matrices", arcname="filtered_gene_bc_matrices")
-    _assert_pbmc(cr.datasets.pbmc3k(path=archive), pbmc_counts)
-    _assert_pbmc(cr.datasets.pbmc3k(path=tmp_path / "filtered_gene_bc_matrices"), pbmc_counts)
+    _assert_pbmc(cr.datasets.pbmc3k(source="10x", path=archive), pbmc_counts)
+    _assert_pbmc(cr.datasets.pbmc3k(source="10x", path=tmp_path / "filtered_gene_bc_matrices"), pbmc_counts)
     with pytest.raises(ValueError, match=r"matrix\.mtx"):
-        cr.datasets.pbmc3k(path=_empty(tmp_path))
+        cr.datasets.pbmc3k(source="10x", path=_empty(tmp_path))
 
 
 def _empty(tmp_path):
@@ -157,7 +161,7 @@ def test_pbmc3k_download_uses_registry_url_and_hash(tmp_path, pbmc_counts, monke
 
     monkeypatch.setattr("pooch.retrieve", fake_retrieve)
     monkeypatch.setenv("CELLREP_DATA_DIR", str(tmp_path / "cache"))
-    _assert_pbmc(cr.datasets.pbmc3k(), pbmc_counts)
+    _assert_pbmc(cr.datasets.pbmc3k(source="10x"), pbmc_counts)
     assert calls == [
         (
             "https://cf.10xgenomics.com/samples/cell-exp/1.1.0/pbmc3k/pbmc3k_filtered_gene_bc_matrices.tar.gz",

