@@ -3,8 +3,8 @@
 The centred, scaled matrix ``A = (X − 1 μᵀ) diag(1 / σ)`` is never formed: a randomized block
 Krylov eigensolver for ``AᵀA`` (Halko, Martinsson & Tropp 2011; Musco & Musco 2015) only
 multiplies ``X`` (ndarray, CSR, CSC or :class:`OffsetSparseMatrix`) with thin dense blocks.
-The scores are computed as ``A @ components.T``, so :func:`project_onto_pcs` applied to the
-fitted data reproduces them exactly."""
+The scores are ``A @ components.T`` (from the search's own products: for float32 data to
+float32 rounding), so :func:`project_onto_pcs` applied to the fitted data reproduces them."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from threadpoolctl import threadpool_limits
 
 from ._pca_operator import CenteredScaledOperator, build_operator, column_mean_var
 
-DEFAULT_OVERSAMPLES = 20
-DEFAULT_POWER_ITERATIONS = 5
+MIN_OVERSAMPLES = 14
+WIDTH_MULTIPLE = 16
+DEFAULT_POWER_ITERATIONS = 6
 ORTHOGONALITY_TOLERANCE = 1e-8
 
 
@@ -90,60 +91,76 @@ def _orthonormal_basis(block: np.ndarray) -> np.ndarray:
     return linalg.qr(block, mode="economic", check_finite=False)[0]
 
 
-def _project_out(block: np.ndarray, previous_blocks: list[np.ndarray]) -> np.ndarray:
-    """Remove from ``block`` (in place) its components along orthonormal ``previous_blocks``, twice."""
+def _project_out(block: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Remove from ``block`` (in place) its components along the orthonormal columns of ``basis``, twice."""
     for _ in range(2):  # twice is enough (Giraud et al. 2005)
-        for previous in previous_blocks:
-            block -= previous @ (previous.T @ block)
+        block -= basis @ (basis.T @ block)
     return block
 
 
 def _orthogonal_complement_basis(
-    candidate: np.ndarray, previous_blocks: list[np.ndarray], n_columns: int, rng: np.random.Generator
+    candidate: np.ndarray, basis: np.ndarray, n_columns: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """``n_columns`` orthonormal directions of ``candidate`` orthogonal to ``previous_blocks``.
+    """``n_columns`` orthonormal directions of ``candidate`` orthogonal to the columns of ``basis``.
 
     When fewer columns than the candidate has are wanted (the basis is about to fill the
     whole space), its strongest directions are kept. A candidate numerically inside the
-    previous span (the Krylov space of a low-rank matrix is exhausted) leaves only rounding
+    basis's span (the Krylov space of a low-rank matrix is exhausted) leaves only rounding
     noise: random directions of the complement replace it, as in restarted Lanczos.
     """
-    candidate = _project_out(candidate, previous_blocks)
+    candidate = _project_out(candidate, basis)
     if n_columns < candidate.shape[1]:
         candidate = linalg.svd(candidate, full_matrices=False, check_finite=False)[0][:, :n_columns]
     block = _orthonormal_basis(candidate)
-    if max(np.abs(previous.T @ block).max() for previous in previous_blocks) > ORTHOGONALITY_TOLERANCE:
-        restart = _project_out(rng.standard_normal(block.shape), previous_blocks)
-        block = _orthonormal_basis(restart)
+    if np.abs(basis.T @ block).max() > ORTHOGONALITY_TOLERANCE:
+        block = _orthonormal_basis(_project_out(rng.standard_normal(block.shape), basis))
     return block
 
 
-def _top_eigenvectors(gram_product, dimension: int, n_vectors: int, *, width: int, n_blocks: int, rng):
-    """Top ``n_vectors`` eigenvectors (dimension × n_vectors) of a symmetric PSD ``AᵀA`` seen through products.
+def _top_singular_pairs(
+    forward, backward, shape: tuple[int, int], n_vectors: int, *, width: int, n_blocks: int, rng
+):
+    """``(V, A V)`` for the top ``n_vectors`` right singular vectors ``V`` of a matrix ``A`` seen through products.
 
-    Block Krylov iteration (Musco & Musco 2015) with full re-orthogonalisation: the blocks
-    ``Q_1 = orth(M Ω), Q_{i+1} = orth(M Q_i ⟂ Q_1..Q_i)`` span ``M Ω, …, M^n_blocks Ω``, and the
-    images ``M Q_i`` made along the way give the Rayleigh–Ritz matrix ``Qᵀ M Q`` for free. The
-    basis never grows past ``dimension`` columns, where it spans the whole space.
+    ``forward(Q) = A Q`` and ``backward(Y) = Aᵀ Y``, with ``A`` of ``shape`` (image side ×
+    basis side). Block Krylov iteration (Musco & Musco 2015) with full re-orthogonalisation
+    on the basis side: ``Q_1 = orth(Aᵀ G)`` for a Gaussian ``G``, ``Q_{i+1} = orth(Aᵀ A Q_i ⟂
+    Q_1..Q_i)``, so the blocks span ``(AᵀA)^j Aᵀ G`` for ``j < n_blocks``: ``2 n_blocks``
+    products in all. The backward products give the Rayleigh–Ritz matrix ``Qᵀ Aᵀ A Q`` block
+    column by block column; the images ``A Q_i`` are kept, so the last block needs no
+    backward product (its column is ``(A Q)ᵀ A Q_last``) and ``A V`` no further pass.
+    The basis never grows past the basis side's dimension, where it spans the whole space.
     """
-    with _single_threaded_blas():
-        block = _orthonormal_basis(gram_product(rng.standard_normal((dimension, width))))
-    basis_blocks, images = [], []
-    while True:
-        basis_blocks.append(block)
-        images.append(gram_product(block))
-        n_basis = sum(block.shape[1] for block in basis_blocks)
-        if len(basis_blocks) >= n_blocks or n_basis >= dimension:
-            break
+    n_image, dimension = shape
+    max_columns = min(n_blocks * width, dimension)
+    basis = np.empty((dimension, max_columns))
+    images = np.empty((n_image, max_columns))
+    rayleigh_ritz = np.zeros((max_columns, max_columns))  # Qᵀ Aᵀ A Q, upper block triangle
+    candidate = backward(rng.standard_normal((n_image, width)))
+    n_basis, columns = 0, slice(0, 0)  # columns: those of the newest block
+    for index in range(n_blocks):
         with _single_threaded_blas():
-            block = _orthogonal_complement_basis(images[-1].copy(), basis_blocks, dimension - n_basis, rng)
-    with _single_threaded_blas():  # block by block: stacking the blocks would copy them all
-        rayleigh_ritz = np.block([[block.T @ image for image in images] for block in basis_blocks])
-        eigenvalues, eigenvectors = linalg.eigh((rayleigh_ritz + rayleigh_ritz.T) / 2, check_finite=False)
-        top = eigenvectors[:, np.argsort(eigenvalues)[::-1][:n_vectors]]
-        ends = np.cumsum([block.shape[1] for block in basis_blocks])
-        rows_of_top = np.split(top, ends[:-1])
-        return sum(block @ rows for block, rows in zip(basis_blocks, rows_of_top, strict=True))
+            if index == 0:
+                block = _orthonormal_basis(candidate)
+            else:
+                # candidate = Aᵀ A Q_newest: Qᵀ candidate is the newest block's column of Qᵀ Aᵀ A Q
+                rayleigh_ritz[:n_basis, columns] = basis[:, :n_basis].T @ candidate
+                block = _orthogonal_complement_basis(candidate, basis[:, :n_basis], dimension - n_basis, rng)
+        columns = slice(n_basis, n_basis + block.shape[1])
+        basis[:, columns] = block
+        images[:, columns] = forward(block)
+        n_basis = columns.stop
+        if index == n_blocks - 1 or n_basis >= dimension:
+            break
+        candidate = backward(images[:, columns])
+    basis, images = basis[:, :n_basis], images[:, :n_basis]
+    # the last block has no backward image: its column comes from the images (long side, thin)
+    rayleigh_ritz[:n_basis, columns] = images.T @ images[:, columns]
+    rayleigh_ritz = np.triu(rayleigh_ritz[:n_basis, :n_basis])
+    rayleigh_ritz += np.triu(rayleigh_ritz, 1).T
+    eigenvalues, eigenvectors = linalg.eigh(rayleigh_ritz, check_finite=False)
+    top = eigenvectors[:, np.argsort(eigenvalues)[::-1][:n_vectors]]
+    return basis @ top, images @ top
 
 
 def _orthonormal_columns_by_variance(block: np.ndarray) -> np.ndarray:
@@ -152,43 +169,54 @@ def _orthonormal_columns_by_variance(block: np.ndarray) -> np.ndarray:
     return left
 
 
-def randomized_components(
+def block_width(n_comps: int, n_oversamples: int | None, dimension: int) -> int:
+    """Columns of the Krylov blocks: ``n_comps + n_oversamples``, by default at least
+    ``MIN_OVERSAMPLES`` more than ``n_comps`` and rounded up to a multiple of ``WIDTH_MULTIPLE``
+    (the sparse kernels' inner loops then need no scalar remainder)."""
+    if n_oversamples is None:
+        width = -(-(n_comps + MIN_OVERSAMPLES) // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
+    else:
+        width = n_comps + n_oversamples
+    return min(width, dimension)
+
+
+def randomized_pca(
     operator: CenteredScaledOperator,
     n_comps: int,
     *,
-    n_oversamples: int,
+    n_oversamples: int | None,
     n_power_iter: int,
     random_state: int,
-) -> np.ndarray:
-    """Top ``n_comps`` right singular vectors (components × genes) of the operator's matrix ``A``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(components, scores)``: top ``n_comps`` right singular vectors of the operator's ``A``
+    (components × genes) and ``A @ components.T``.
 
-    The eigenvectors of ``AᵀA`` (or of ``AAᵀ``, whichever is smaller) are found by block
-    Krylov iteration: ``n_power_iter + 1`` blocks spanning ``M Ω … M^(n_power_iter + 1) Ω``
-    (``M = AᵀA``), ``2 n_power_iter + 4`` passes over the data, each multiplying it with a
-    block of ``n_comps + n_oversamples`` columns. Products are float32 for float32 data: they
-    only need to span the subspace. The dense algebra runs on the short side,
-    so its cost and memory do not grow with the number of cells. For a wide matrix (fewer
-    cells than genes) the left singular vectors ``U`` come first and one more pass maps them
-    to ``Aᵀ U``, whose orthonormalised columns are the components.
+    Block Krylov iteration (:func:`_top_singular_pairs`) with ``n_power_iter + 1`` blocks on
+    the short side of ``A``, so the dense algebra does not grow with the number of cells:
+    ``2 n_power_iter + 2`` passes over the data. The products of the search are float32 for
+    float32 data (they only need to span the subspace), so for such data the scores agree
+    with an exact ``A @ components.T`` to float32 rounding. For a wide matrix (fewer cells
+    than genes) the left singular vectors ``U`` come first; the components are the
+    orthonormalised columns of ``Aᵀ U`` and one more (float64) pass gives the scores.
     """
     n_rows, n_cols = operator.shape
     dimension = min(n_rows, n_cols)
-    width = min(n_comps + n_oversamples, dimension)
-    rng = np.random.default_rng(random_state)
-    settings = {"width": width, "n_blocks": n_power_iter + 1, "rng": rng}
+    width = block_width(n_comps, n_oversamples, dimension)
+    settings = {"width": width, "n_blocks": n_power_iter + 1, "rng": np.random.default_rng(random_state)}
+
+    def matmat(block):
+        return operator.matmat(block, low_precision=True)
+
+    def rmatmat(block):
+        return operator.rmatmat(block, low_precision=True)
+
     if n_cols <= n_rows:
-
-        def gram_product(block):
-            return operator.rmatmat(operator.matmat(block, low_precision=True), low_precision=True)
-
-        return _top_eigenvectors(gram_product, n_cols, n_comps, **settings).T
-
-    def gram_product(block):
-        return operator.matmat(operator.rmatmat(block, low_precision=True), low_precision=True)
-
-    left_vectors = _top_eigenvectors(gram_product, n_rows, n_comps, **settings)
+        right_vectors, scores = _top_singular_pairs(matmat, rmatmat, (n_rows, n_cols), n_comps, **settings)
+        return right_vectors.T, scores
+    _, transposed_images = _top_singular_pairs(rmatmat, matmat, (n_cols, n_rows), n_comps, **settings)
     with _single_threaded_blas():
-        return _orthonormal_columns_by_variance(operator.rmatmat(left_vectors)).T
+        components = _orthonormal_columns_by_variance(transposed_images).T
+    return components, operator.matmat(components.T)
 
 
 def pca_matrix(
@@ -201,7 +229,7 @@ def pca_matrix(
     mean: np.ndarray | None = None,
     scale: np.ndarray | None = None,
     random_state: int = 0,
-    n_oversamples: int = DEFAULT_OVERSAMPLES,
+    n_oversamples: int | None = None,
     n_power_iter: int = DEFAULT_POWER_ITERATIONS,
     n_threads: int | None = None,
 ) -> PCAResult:
@@ -228,8 +256,9 @@ def pca_matrix(
     random_state
         Seed of the random test matrix; the result is deterministic for a fixed seed.
     n_oversamples, n_power_iter
-        Extra random directions and power iterations of the range finder; the defaults give
-        component variances within 1 % of an exact SVD on scRNA-seq data.
+        Extra random directions (default: at least 14, so that the block width is a multiple of
+        16) and power iterations (``n_power_iter + 1`` Krylov blocks) of the range finder; the
+        defaults give component variances within 1 % of an exact SVD on scRNA-seq data.
     n_threads
         Thread limit for the numba kernels (default ``cellrep.settings.n_threads``).
     """
@@ -248,10 +277,9 @@ def pca_matrix(
     scale = None if scale is None else np.asarray(scale, dtype=np.float64)
 
     operator = build_operator(matrix, center=mean, scale=scale, n_threads=n_threads)
-    components = randomized_components(
+    components, scores = randomized_pca(
         operator, n_comps, n_oversamples=n_oversamples, n_power_iter=n_power_iter, random_state=random_state
     )
-    scores = operator.matmat(components.T)
     scores, components = svd_flip(scores, components, u_based_decision=False)
     # total variance of the data as fitted (centred by its own column means, scaled)
     scaled_variance = column_variance if scale is None else column_variance / scale**2

@@ -82,8 +82,8 @@ def pca(
 ) -> AnnData | None:
     """Principal component analysis that never builds a dense centred cells × genes matrix.
 
-    A randomized block Krylov SVD (5 power iterations, 20 extra directions) multiplies the
-    data only with thin dense blocks, in parallel numba kernels for sparse data; centring
+    A randomized block Krylov SVD (7 blocks of at least 14 more columns than components,
+    14 passes over the data) multiplies the data only with thin dense blocks, in parallel numba kernels for sparse data; centring
     and scaling are applied on the small side of each product. The variances of the top
     50 components agree with an exact SVD to well under 1 % on scRNA-seq data.
 
