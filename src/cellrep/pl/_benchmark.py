@@ -85,8 +85,10 @@ def _group_labels(results: pd.DataFrame) -> pd.Series:
     """Tick labels: the task, wrapped at underscores, and the dataset when there are several."""
     tasks = results["task"].astype(str).map(lambda task: textwrap.fill(task.replace("_", " "), 14))
     if "dataset" in results and results["dataset"].nunique() > 1:
-        datasets = results["dataset"].astype(str).map(
-            lambda dataset: textwrap.fill(dataset.replace("_", " ").replace("->", " → "), 12)
+        datasets = (
+            results["dataset"]
+            .astype(str)
+            .map(lambda dataset: textwrap.fill(dataset.replace("_", " ").replace("->", " → "), 12))
         )
         return tasks + "\n" + datasets
     return tasks
