@@ -42,7 +42,8 @@ def check_matrix_type(matrix) -> None:
     if is_dask_array(matrix):
         raise TypeError(
             "dask arrays are not supported by cellrep's kernels yet. Load the data into memory first "
-            "(for example `adata.X = adata.X.compute()`), or process it in batches of cells."
+            "(for example `adata.X = adata.X.compute()`), process it in batches of cells, or use the "
+            "scanpy equivalent, which supports dask."
         )
     if isinstance(matrix, np.ndarray):
         return

@@ -18,7 +18,6 @@ from .._validation import (
     get_matrix,
     store_params,
 )
-from ._utils import check_in_memory
 
 METHODS = ("anova", "hvg")
 # scanpy flavours that expect raw counts rather than log-normalized data
@@ -99,7 +98,6 @@ def select_genes(
     check_matrix_type(matrix)
     params = {"method": method, "n_top": n_top, "layer": layer}
     if method == "anova":
-        check_in_memory(matrix)
         check_finite(matrix)
         scores = anova_f_statistics(matrix, _label_codes(adata, labels_key))
         result = pd.DataFrame(

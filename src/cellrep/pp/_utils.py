@@ -17,16 +17,7 @@ from collections.abc import Callable
 
 from anndata import AnnData
 
-from .._validation import check_matrix_type, get_matrix, is_dask_array
-
-
-def check_in_memory(matrix) -> None:
-    """Raise a TypeError for dask arrays, which these numba kernels do not take yet."""
-    if is_dask_array(matrix):
-        raise TypeError(
-            "This function needs an in-memory numpy or scipy sparse matrix, got a dask array. "
-            "Call `.compute()` on it first (or use the scanpy equivalent, which supports dask)."
-        )
+from .._validation import check_matrix_type, get_matrix
 
 
 def select_matrix(
@@ -54,7 +45,6 @@ def select_matrix(
     """
     matrix = get_matrix(adata, layer)
     check_matrix_type(matrix)
-    check_in_memory(matrix)
     if check is not None:
         check(matrix)
     if copy:

@@ -10,8 +10,7 @@ from scipy import sparse
 
 from .._array._offset import OffsetSparseMatrix
 from .._array._pca import pca_matrix
-from .._validation import check_finite, check_matrix_type, get_matrix, store_params
-from ..pp._utils import check_in_memory
+from .._validation import check_finite, get_matrix, store_params
 
 
 def _offset_key(layer: str | None) -> str | None:
@@ -21,8 +20,6 @@ def _offset_key(layer: str | None) -> str | None:
 def _read_matrix(adata: AnnData, layer: str | None):
     """The data to decompose: ``X`` or the layer, as deltas + ``obs['<layer>_offset']`` when that column exists."""
     matrix = get_matrix(adata, layer)
-    check_matrix_type(matrix)
-    check_in_memory(matrix)
     what = "adata.X" if layer is None else f"layer {layer!r}"
     check_finite(matrix, what)
     offset_key = _offset_key(layer)
