@@ -97,27 +97,6 @@ class OffsetSparseMatrix:
     def __rmatmul__(self, left: np.ndarray) -> np.ndarray:
         return self.rmatmul(np.asarray(left).T).T
 
-    def column_sums(self) -> np.ndarray:
-        """Sum over cells of each gene, in float64."""
-        return np.asarray(self.deltas.sum(axis=0, dtype=np.float64)).ravel() + self.row_offsets.sum(
-            dtype=np.float64
-        )
-
-    def column_mean_var(self, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Per-gene mean and variance of the dense values, accumulated in float64."""
-        n_cells = self.shape[0]
-        offsets = self.row_offsets.astype(np.float64)
-        deltas = self.deltas.astype(np.float64)
-        sums = np.asarray(deltas.sum(axis=0)).ravel() + offsets.sum()
-        squares = (
-            np.asarray(deltas.multiply(deltas).sum(axis=0)).ravel()
-            + 2.0 * (deltas.T @ offsets)
-            + np.dot(offsets, offsets)
-        )
-        mean = sums / n_cells
-        variance = (squares - n_cells * mean**2) / max(n_cells - ddof, 1)
-        return mean, np.maximum(variance, 0.0)
-
     def __getitem__(self, key) -> OffsetSparseMatrix:
         rows, cols = key if isinstance(key, tuple) else (key, slice(None))
         return OffsetSparseMatrix(self.deltas[rows][:, cols], self.row_offsets[rows])

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .._validation import check_labels
+
 TASKS = ("within", "leave_one_batch_out", "cross_dataset", "cross_species")
 DEFAULT_TASKS = ("within", "leave_one_batch_out", "cross_dataset", "cross_species")
 TEST_SIZE = 0.2
@@ -26,13 +28,6 @@ class Split:
     truth: np.ndarray
 
 
-def _usable_labels(adata, labels_key: str) -> np.ndarray:
-    """Boolean mask of cells with a label whose class has at least 2 cells (stratification needs 2)."""
-    from .._validation import check_labels
-
-    return check_labels(adata, labels_key)
-
-
 def _pair(task: str, dataset: str, split: str, train, test, labels_key: str) -> Split:
     truth = test.obs[labels_key].astype(str).to_numpy()
     test = test.copy()
@@ -44,7 +39,7 @@ def within_splits(adata, labels_key: str, dataset: str, seeds: Sequence[int]) ->
     """Repeated stratified 80/20 splits, one per seed."""
     from sklearn.model_selection import train_test_split
 
-    adata = adata[_usable_labels(adata, labels_key)]
+    adata = adata[check_labels(adata, labels_key)]
     labels = adata.obs[labels_key].astype(str).to_numpy()
     for seed in seeds:
         train, test = train_test_split(
@@ -59,7 +54,7 @@ def leave_one_batch_out_splits(
     """Train on all batches but one, test on that one (labels restricted to those seen in training)."""
     if batch_key is None or batch_key not in adata.obs or adata.obs[batch_key].nunique() < 2:
         return
-    adata = adata[_usable_labels(adata, labels_key)]
+    adata = adata[check_labels(adata, labels_key)]
     batches = adata.obs[batch_key].astype(str).to_numpy()
     labels = adata.obs[labels_key].astype(str).to_numpy()
     for batch in pd.unique(batches):
@@ -73,7 +68,7 @@ def leave_one_batch_out_splits(
 
 def shared_cells_and_genes(ref, query, labels_key: str):
     """``ref`` and ``query`` restricted to their shared labels and shared genes (in reference order)."""
-    ref = ref[_usable_labels(ref, labels_key)]
+    ref = ref[check_labels(ref, labels_key)]
     ref_labels = ref.obs[labels_key].astype(str)
     query = query[query.obs[labels_key].notna().to_numpy()]
     query_labels = query.obs[labels_key].astype(str)
