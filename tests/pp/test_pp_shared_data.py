@@ -44,5 +44,7 @@ def test_pbmc3k_pipeline_matches_scanpy_and_sklearn():
 
     residuals = subset.copy()
     sc.experimental.pp.normalize_pearson_residuals(residuals, layer="counts", clip=10.0)
-    cr.pp.pearson_residuals(subset, layer="counts", clip=10.0)
+    implicit = cr.pp.pearson_residuals(subset, layer="counts", clip=10.0, inplace=False)
+    np.testing.assert_allclose(np.asarray(implicit), residuals.layers["counts"], rtol=1e-5, atol=1e-5)
+    cr.pp.pearson_residuals(subset, layer="counts", clip=10.0, dense=True)
     np.testing.assert_allclose(subset.layers["counts"], residuals.layers["counts"], rtol=1e-5, atol=1e-5)

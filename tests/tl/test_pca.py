@@ -15,6 +15,7 @@ from sklearn.decomposition import PCA
 from tests.conftest import as_format, make_adata, read_shared, synthetic_counts
 
 import cellrep as cr
+from cellrep._array import _pca as pca_module
 from cellrep._array import _pca_operator
 from cellrep._array._offset import OffsetSparseMatrix
 from cellrep._array._pca import _orthonormal_basis, block_width, pca_matrix, project_onto_pcs
@@ -132,6 +133,15 @@ def test_any_layer_with_an_offset_column(layer_format, dtype):
     adata.obs["shifted_offset"] = offsets
     cr.tl.pca(adata, n_comps=N_COMPS, layer="shifted")
     assert_matches_sklearn(adata, deltas + offsets[:, None].astype(np.float64), dtype)
+
+
+def test_implicit_pearson_residuals_match_sklearn_on_their_dense_values(counts_adata, dtype):
+    cr.pp.pearson_residuals(counts_adata, dense=False)
+    assert "pearson_residuals" not in counts_adata.layers
+    residuals = cr.pp.get_pearson_residuals(counts_adata)
+    cr.tl.pca(counts_adata, n_comps=N_COMPS, layer="pearson_residuals")
+    assert_matches_sklearn(counts_adata, residuals.toarray().astype(np.float64), dtype)
+    assert counts_adata.obsm["X_pca"].dtype == residuals.dtype
 
 
 def scaled_adata(matrix_format: str, dtype) -> ad.AnnData:
@@ -299,6 +309,29 @@ def test_randomized_regime_on_a_larger_matrix(matrix_format):
     np.testing.assert_allclose(
         wide.variance, PCA(4, svd_solver="full").fit(values.T).explained_variance_, rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("matrix_format", ["csr", "csc", "dense", "offset"])
+def test_krylov_start_from_a_sample_of_cells(monkeypatch, matrix_format):
+    """More cells than START_SAMPLE_ROWS: the first block comes from a random subset of cells."""
+    monkeypatch.setattr(pca_module, "START_SAMPLE_ROWS", 30)
+    rng = np.random.default_rng(1)
+    signal = rng.normal(size=(400, 4)) * [9.0, 6.0, 4.0, 3.0] @ rng.normal(size=(4, 160))
+    values = rng.poisson(np.exp(0.2 * signal - 1.5)).astype(np.float64)
+    if matrix_format == "offset":
+        offsets = rng.normal(size=values.shape[0])
+        matrix, dense_values = (
+            OffsetSparseMatrix(sparse.csr_matrix(values), offsets),
+            values + offsets[:, None],
+        )
+    else:
+        matrix, dense_values = as_format(values, matrix_format), values
+    result = pca_matrix(matrix, n_comps=4, n_oversamples=6, n_power_iter=3)
+    reference = PCA(4, svd_solver="full").fit(dense_values)
+    np.testing.assert_allclose(result.variance, reference.explained_variance_, rtol=1e-6)
+    assert np.degrees(linalg.subspace_angles(result.components.T, reference.components_.T)).max() < 0.01
+    again = pca_matrix(matrix, n_comps=4, n_oversamples=6, n_power_iter=3)
+    np.testing.assert_array_equal(again.scores, result.scores)
 
 
 def test_project_onto_pcs_reproduces_scores(matrix_format, dtype):

@@ -21,6 +21,7 @@ from .._kernels._pca_moments import (
 )
 from .._settings import numba_threads
 from ._offset import OffsetSparseMatrix
+from ._pearson import PearsonResidualMatrix
 
 DENSE_CHUNK_ROWS = 8192
 SCRATCH_BYTES = 256 * 2**20  # cap on the per-thread partial products of a scattered product
@@ -30,6 +31,8 @@ def split_offsets(matrix) -> tuple[np.ndarray | sparse.csr_matrix | sparse.csc_m
     """``(X, row_offsets)`` for an OffsetSparseMatrix, ``(matrix, None)`` for ndarray/CSR/CSC."""
     if isinstance(matrix, OffsetSparseMatrix):
         return matrix.deltas, matrix.row_offsets
+    if isinstance(matrix, PearsonResidualMatrix):
+        return matrix, None
     if sparse.issparse(matrix):
         if matrix.format not in ("csr", "csc"):
             matrix = matrix.tocsr()
@@ -62,7 +65,9 @@ def _raw_moments(matrix, row_offsets: np.ndarray | None, n_threads: int | None) 
 
 
 def column_mean_var(matrix, *, ddof: int = 1, n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and variance (float64) of an ndarray, CSR, CSC or OffsetSparseMatrix, in one pass."""
+    """Per-column mean and variance (float64) of an ndarray, CSR, CSC, OffsetSparseMatrix or PearsonResidualMatrix, in one pass."""
+    if isinstance(matrix, PearsonResidualMatrix):
+        return matrix.column_mean_var(ddof=ddof, n_threads=n_threads)
     values, row_offsets = split_offsets(matrix)
     n_rows = values.shape[0]
     sums, squares, cross = _raw_moments(values, row_offsets, n_threads)
@@ -136,7 +141,16 @@ class CenteredScaledOperator:
     def shape(self) -> tuple[int, int]:
         return self.values.shape
 
+    def row_subset(self, rows: np.ndarray) -> CenteredScaledOperator:
+        """The operator of the rows ``rows`` of ``A`` (same centre and scale); copies those rows."""
+        offsets = None if self.row_offsets is None else self.row_offsets[rows]
+        return CenteredScaledOperator(self.values[rows], offsets, self.center, self.scale, self.n_threads)
+
     def _product(self, block: np.ndarray, *, transpose: bool, low_precision: bool) -> np.ndarray:
+        if isinstance(self.values, PearsonResidualMatrix):
+            dtype = self.values.dtype if low_precision else np.float64
+            product_of = self.values.rmatmul if transpose else self.values.matmul
+            return product_of(block, dtype=dtype, n_threads=self.n_threads).astype(np.float64, copy=False)
         if sparse.issparse(self.values):
             dtype = self.values.dtype if low_precision else np.float64
             product = sparse_dense_product(
@@ -184,7 +198,7 @@ def build_operator(
     index arrays are shared, never copied.
     """
     values, row_offsets = split_offsets(matrix)
-    dtype = working_dtype(values.dtype)
-    values = values.astype(dtype, copy=False)
+    if not isinstance(values, PearsonResidualMatrix):  # residual blocks are filled in the product's dtype
+        values = values.astype(working_dtype(values.dtype), copy=False)
     offsets = None if row_offsets is None else np.asarray(row_offsets, dtype=np.float64)
     return CenteredScaledOperator(values, offsets, center, scale, n_threads)

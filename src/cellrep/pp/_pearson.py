@@ -1,17 +1,22 @@
-"""Analytic Pearson residuals of AnnData counts (Lause et al. 2021), numba in row chunks."""
+"""Analytic Pearson residuals of AnnData counts (Lause et al. 2021): implicit for sparse counts, dense on request."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 from anndata import AnnData
+from scipy import sparse
 
-from .._array._pearson import DEFAULT_CHUNK_SIZE, pearson_residuals_matrix
-from .._validation import check_counts
+from .._array._moments import row_sums
+from .._array._pearson import DEFAULT_CHUNK_SIZE, PearsonResidualMatrix, pearson_residuals_matrix
+from .._validation import check_counts, check_matrix_type, get_matrix, store_params
 from ._utils import check_copy_inplace, select_matrix, set_matrix
 
 UNS_KEY = "pearson_residuals_normalization"
+METHOD = "pearson_residuals"
+TOTALS_RTOL = 1e-6
 
 
 def _check_pearson_counts(matrix) -> None:
@@ -24,28 +29,37 @@ def _check_pearson_counts(matrix) -> None:
         )
 
 
+def _total_keys(key: str) -> tuple[str, str]:
+    return f"{key}_cell_total", f"{key}_gene_total"
+
+
 def pearson_residuals(
     adata: AnnData,
     *,
     theta: float = 100,
     clip: float | None = None,
     layer: str | None = None,
+    key_added: str = "pearson_residuals",
+    dense: bool | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     inplace: bool = True,
     copy: bool = False,
-):
+) -> PearsonResidualMatrix | np.ndarray | AnnData | None:
     """Analytic Pearson residual normalization, as :func:`scanpy.experimental.pp.normalize_pearson_residuals`.
 
     With ``mu_cg = n_c n_g / n`` (cell total × gene total / grand total) the residual is
     ``(x_cg - mu_cg) / sqrt(mu_cg + mu_cg² / theta)``, clipped to ``[-clip, clip]``.
-    Totals are accumulated in float64 and the residuals are computed by a numba kernel that
-    fills the output ``chunk_size`` rows at a time, without temporaries.
+    Totals are accumulated in float64 and residuals are computed by numba kernels. Float32
+    counts give float32 residuals, anything else float64 (scanpy 1.11 does the same with an
+    explicit ``clip`` but returns float64 for float32 input with ``clip=None``). Genes or
+    cells without any count get residual 0 (scanpy gives NaN there).
 
-    The result is **dense by nature** (almost no residual is zero): sparse input gives a
-    dense ``n_cells × n_genes`` array, so select genes first on large data. Float32 input
-    gives float32, anything else float64 (scanpy 1.11 does the same with an explicit ``clip``
-    but returns float64 for float32 input with ``clip=None``). Genes or cells without any count get
-    residual 0 (scanpy gives NaN there).
+    Almost no residual is zero, so the dense result of sparse counts is ``n_cells × n_genes``.
+    Sparse counts are therefore not densified by default: the residuals stay **implicit**, a
+    :class:`~cellrep._array._pearson.PearsonResidualMatrix` that holds the counts and their
+    totals and computes residuals block by block for products, moments and gene subsets.
+    ``cr.tl.pca(adata, layer=key_added)`` runs PCA on it without densifying, and
+    ``cr.pp.get_pearson_residuals(adata)[:, genes].toarray()`` densifies selected genes only.
 
     Parameters
     ----------
@@ -57,26 +71,63 @@ def pearson_residuals(
     clip
         Clip residuals to ``[-clip, clip]``; ``None`` uses ``sqrt(n_cells)`` as scanpy.
     layer
-        Layer to use instead of ``X``; the result replaces it.
+        Layer with the counts, instead of ``X``.
+    key_added
+        Name of the implicit result: ``obs[f'{key_added}_cell_total']``,
+        ``var[f'{key_added}_gene_total']`` and ``uns[key_added]['params']``.
+    dense
+        ``True`` computes the dense residuals (``X`` / ``layer`` is replaced by them),
+        ``False`` keeps them implicit; ``None`` (default) is dense for dense counts and
+        implicit for sparse counts.
     chunk_size
-        Rows processed per kernel call.
+        Rows filled per kernel call for the dense result.
     inplace
-        Replace ``X`` / ``layer`` with the residuals; ``False`` returns them instead.
+        Write to ``adata``; ``False`` returns the residuals and leaves ``adata`` untouched.
     copy
         Work on and return a copy of ``adata``. Not compatible with ``inplace=False``.
 
     Returns
     -------
-    The dense residuals if ``inplace=False``, the copy if ``copy=True``, else ``None``. Sets
-    ``uns['pearson_residuals_normalization']`` with scanpy's keys ``theta``, ``clip`` (as
-    passed) and ``computed_on``, plus ``params`` (with the clip actually used).
+    With ``inplace=False``: the dense residuals (ndarray) or the implicit
+    :class:`~cellrep._array._pearson.PearsonResidualMatrix` (``np.asarray(result)`` gives the
+    dense values). Otherwise the copy if ``copy=True``, else ``None``, and
+
+    - dense: ``X`` / ``layer`` holds the residuals and ``uns['pearson_residuals_normalization']``
+      scanpy's keys ``theta``, ``clip`` (as passed) and ``computed_on``, plus ``params`` (with the
+      clip actually used);
+    - implicit: ``X`` / ``layer`` keeps the counts; ``obs[f'{key_added}_cell_total']`` and
+      ``var[f'{key_added}_gene_total']`` hold the float64 totals and ``uns[key_added]['params']``
+      ``theta``, the ``clip`` used, the source ``layer``, the grand ``total`` and
+      ``implicit=True``. Read it back with :func:`get_pearson_residuals`; subsetting cells keeps
+      it valid, changing or subsetting the counts' genes does not.
     """
     check_copy_inplace(copy, inplace)
     if theta <= 0:
         raise ValueError(f"Pearson residuals need theta > 0, got {theta}.")
     if clip is not None and clip < 0:
         raise ValueError(f"clip must be >= 0 or None, got {clip}.")
+    if dense not in (None, True, False):
+        raise TypeError(f"dense must be True, False or None, got {dense!r}.")
     adata, matrix = select_matrix(adata, layer, copy=copy, modify=inplace, check=_check_pearson_counts)
+    if dense is None:
+        dense = not sparse.issparse(matrix)
+    if not dense:
+        residuals = PearsonResidualMatrix.from_counts(matrix, theta=theta, clip=clip)
+        if not inplace:
+            return residuals
+        cell_key, gene_key = _total_keys(key_added)
+        adata.obs[cell_key] = residuals.cell_totals
+        adata.var[gene_key] = residuals.gene_totals
+        params = {
+            "method": METHOD,
+            "implicit": True,
+            "theta": theta,
+            "clip": residuals.clip,
+            "layer": layer,
+            "total": residuals.total,
+        }
+        store_params(adata, key_added, params)
+        return adata if copy else None
     residuals = pearson_residuals_matrix(
         matrix, theta=theta, clip=clip, chunk_size=chunk_size, copy=not inplace
     )
@@ -91,3 +142,65 @@ def pearson_residuals(
         "params": {"theta": theta, "clip": used_clip, "layer": layer, "chunk_size": chunk_size},
     }
     return adata if copy else None
+
+
+def has_pearson_residuals(adata: AnnData, key: str) -> bool:
+    """Whether ``uns[key]`` records an implicit :func:`pearson_residuals` result."""
+    record = adata.uns.get(key)
+    params = record.get("params") if isinstance(record, Mapping) else None
+    return isinstance(params, Mapping) and params.get("method") == METHOD and bool(params.get("implicit"))
+
+
+def get_pearson_residuals(adata: AnnData, key: str = "pearson_residuals") -> PearsonResidualMatrix:
+    """The implicit residuals recorded by :func:`pearson_residuals` on ``adata``.
+
+    Parameters
+    ----------
+    adata
+        AnnData on which :func:`pearson_residuals` ran with sparse counts (or ``dense=False``).
+    key
+        Its ``key_added``.
+
+    Returns
+    -------
+    A :class:`~cellrep._array._pearson.PearsonResidualMatrix` over the counts in ``X`` /
+    the recorded layer (shared, not copied) with the recorded totals, ``theta`` and ``clip``.
+    One pass over the counts checks that their cell totals are still those recorded.
+    """
+    if not has_pearson_residuals(adata, key):
+        raise ValueError(
+            f"adata.uns[{key!r}] does not record implicit Pearson residuals. "
+            f"Run `cr.pp.pearson_residuals(adata, key_added={key!r})` on the sparse counts first."
+        )
+    params = adata.uns[key]["params"]
+    cell_key, gene_key = _total_keys(key)
+    present = {
+        f"adata.obs[{cell_key!r}]": cell_key in adata.obs,
+        f"adata.var[{gene_key!r}]": gene_key in adata.var,
+    }
+    missing = [name for name, found in present.items() if not found]
+    if missing:
+        raise ValueError(
+            f"{' and '.join(missing)} not found, so the Pearson residuals {key!r} are incomplete. "
+            f"Rerun `cr.pp.pearson_residuals(adata, key_added={key!r})`."
+        )
+    layer = params["layer"]
+    counts = get_matrix(adata, layer)
+    check_matrix_type(counts)
+    cell_totals = adata.obs[cell_key].to_numpy(np.float64)
+    if not np.allclose(row_sums(counts), cell_totals, rtol=TOTALS_RTOL, atol=TOTALS_RTOL):
+        where = "adata.X" if layer is None else f"layer {layer!r}"
+        raise ValueError(
+            f"The counts in {where} changed since the Pearson residuals {key!r} were computed: their cell "
+            f"totals differ from adata.obs[{cell_key!r}] (genes removed or values modified). Rerun "
+            f"`cr.pp.pearson_residuals(adata, key_added={key!r})` on the raw counts; to keep only some "
+            "genes of the residuals, subset the result: `cr.pp.get_pearson_residuals(adata)[:, genes]`."
+        )
+    return PearsonResidualMatrix(
+        counts,
+        cell_totals,
+        adata.var[gene_key].to_numpy(np.float64),
+        params["total"],
+        params["theta"],
+        params["clip"],
+    )

@@ -1,4 +1,4 @@
-"""Gene selection: sparse ANOVA F-statistics across labels, or scanpy's highly variable genes."""
+"""Gene selection: sparse ANOVA F-statistics across labels, or scanpy's highly variable genes without copies."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from functools import partial
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy import sparse
 
 from .._array._anova import anova_f_statistics
+from .._array._hvg import DISPERSION_FLAVORS, SEURAT_V3_FLAVORS, dispersion_table, seurat_v3_table
 from .._validation import (
     check_counts,
     check_finite,
@@ -21,7 +21,8 @@ from .._validation import (
 
 METHODS = ("anova", "hvg")
 # scanpy flavours that expect raw counts rather than log-normalized data
-COUNT_FLAVORS = ("seurat_v3", "seurat_v3_paper")
+COUNT_FLAVORS = SEURAT_V3_FLAVORS
+HVG_FLAVORS = SEURAT_V3_FLAVORS + DISPERSION_FLAVORS
 
 
 def top_mask(scores: np.ndarray, n_top: int) -> np.ndarray:
@@ -61,9 +62,12 @@ def select_genes(
     label and classes with fewer than 2 cells are left out (with a warning). Genes that are
     constant over the used cells get F = NaN (stored as NaN, as sklearn) and rank lowest.
 
-    ``method='hvg'`` delegates to :func:`scanpy.pp.highly_variable_genes` with
-    ``n_top_genes=n_top`` and ``flavor``; ``'seurat_v3'`` (the default here) needs raw
-    integer counts, the other flavours log-normalized data.
+    ``method='hvg'`` gives the result of :func:`scanpy.pp.highly_variable_genes` with
+    ``n_top_genes=n_top``, ``flavor`` and ``batch_key`` (same columns and values), computed
+    from per-batch sums read in place by numba instead of scanpy's copies of the data (the
+    loess fit, binning and ranking are scanpy's). ``'seurat_v3'`` (the default here) and
+    ``'seurat_v3_paper'`` need raw integer counts, ``'seurat'`` and ``'cell_ranger'``
+    log-normalized data (``'seurat'`` honours ``uns['log1p']['base']``).
 
     Parameters
     ----------
@@ -78,9 +82,11 @@ def select_genes(
     layer
         Layer to use instead of ``X``.
     flavor
-        scanpy flavour for ``method='hvg'``.
+        scanpy flavour for ``method='hvg'``: ``'seurat_v3'``, ``'seurat_v3_paper'``,
+        ``'seurat'`` or ``'cell_ranger'``.
     batch_key
-        Batch column for ``method='hvg'``, passed to scanpy.
+        Batch column of ``obs`` for ``method='hvg'`` (no missing values); genes are ranked
+        within each batch and the rankings merged as scanpy does.
     inplace
         Write the results to ``var``; ``False`` returns them as a DataFrame instead.
 
@@ -105,6 +111,9 @@ def select_genes(
         )
         params["labels_key"] = labels_key
     else:
+        if flavor not in HVG_FLAVORS:
+            raise ValueError(f"flavor must be one of {HVG_FLAVORS}, got {flavor!r}.")
+        _batch_codes(adata, batch_key)  # validate before reading the data
         check = partial(check_counts, require_integer=True) if flavor in COUNT_FLAVORS else check_finite
         check(matrix)
         result = _highly_variable(adata, n_top=n_top, layer=layer, flavor=flavor, batch_key=batch_key)
@@ -117,18 +126,35 @@ def select_genes(
     return None
 
 
-def _highly_variable(adata: AnnData, *, n_top: int, layer: str | None, **kwargs) -> pd.DataFrame:
-    import scanpy as sc
+def _batch_codes(adata: AnnData, batch_key: str | None) -> tuple[np.ndarray, int]:
+    """Batch code per cell, batches in category order (sorted values if not categorical)."""
+    if batch_key is None:
+        return np.zeros(adata.n_obs, dtype=np.int64), 1
+    if batch_key not in adata.obs:
+        raise ValueError(
+            f"batch_key {batch_key!r} is not a column of adata.obs; pass one of {list(adata.obs.columns)}."
+        )
+    column = adata.obs[batch_key]
+    if column.isna().any():
+        raise ValueError(
+            f"obs[{batch_key!r}] has {int(column.isna().sum())} missing values; fill them in "
+            "(for example with an 'unknown' batch) or drop those cells first."
+        )
+    categories = column.array if isinstance(column.dtype, pd.CategoricalDtype) else pd.Categorical(column)
+    categories = categories.remove_unused_categories()
+    return np.asarray(categories.codes, dtype=np.int64), len(categories.categories)
 
+
+def _highly_variable(
+    adata: AnnData, *, n_top: int, layer: str | None, flavor: str, batch_key: str | None
+) -> pd.DataFrame:
     matrix = get_matrix(adata, layer)
-    if sparse.issparse(matrix) and not isinstance(matrix, sparse.spmatrix):
-        # scanpy 1.11's seurat_v3 path does not take scipy sparse *arrays*; wrap the same buffers
-        matrix = sparse.csr_matrix(matrix) if matrix.format == "csr" else sparse.csc_matrix(matrix)
-    shallow = AnnData(matrix, obs=adata.obs, var=pd.DataFrame(index=adata.var_names))
-    # counts were validated already
-    table = sc.pp.highly_variable_genes(
-        shallow, n_top_genes=n_top, inplace=False, check_values=False, **kwargs
-    )
-    table.index = adata.var_names
+    batches, n_batches = _batch_codes(adata, batch_key)
+    arguments = {"n_top": n_top, "flavor": flavor, "with_batches": batch_key is not None}
+    if flavor in COUNT_FLAVORS:
+        table = seurat_v3_table(matrix, batches, n_batches, adata.var_names, **arguments)
+    else:
+        log_base = adata.uns.get("log1p", {}).get("base")
+        table = dispersion_table(matrix, batches, n_batches, adata.var_names, log_base=log_base, **arguments)
     table["selected"] = table["highly_variable"].to_numpy(dtype=bool)
     return table

@@ -11,6 +11,7 @@ from scipy import sparse
 from .._array._offset import OffsetSparseMatrix
 from .._array._pca import pca_matrix
 from .._validation import check_finite, get_matrix, store_params
+from ..pp._pearson import get_pearson_residuals, has_pearson_residuals
 
 
 def _offset_key(layer: str | None) -> str | None:
@@ -18,7 +19,13 @@ def _offset_key(layer: str | None) -> str | None:
 
 
 def _read_matrix(adata: AnnData, layer: str | None):
-    """The data to decompose: ``X`` or the layer, as deltas + ``obs['<layer>_offset']`` when that column exists."""
+    """The data to decompose: ``X`` or the layer, as deltas + ``obs['<layer>_offset']`` when that column exists.
+
+    A name that is no layer but the ``key_added`` of implicit ``cr.pp.pearson_residuals`` gives
+    those residuals (a :class:`PearsonResidualMatrix` over the counts).
+    """
+    if layer is not None and layer not in adata.layers and has_pearson_residuals(adata, layer):
+        return get_pearson_residuals(adata, layer)
     matrix = get_matrix(adata, layer)
     what = "adata.X" if layer is None else f"layer {layer!r}"
     check_finite(matrix, what)
@@ -80,7 +87,7 @@ def pca(
     """Principal component analysis that never builds a dense centred cells × genes matrix.
 
     A randomized block Krylov SVD (7 blocks of at least 14 more columns than components,
-    14 passes over the data) multiplies the data only with thin dense blocks, in parallel numba kernels for sparse data; centring
+    13 to 14 passes over the data) multiplies the data only with thin dense blocks, in parallel numba kernels for sparse data; centring
     and scaling are applied on the small side of each product. The variances of the top
     50 components agree with an exact SVD to well under 1 % on scRNA-seq data.
 
@@ -89,6 +96,8 @@ def pca(
     - ``adata.X`` or any layer: dense, CSR or CSC, any numeric dtype;
     - a ``cr.pp.rank_probit`` result (``layer='rank_probit'``): every layer with an
       ``obs['<layer>_offset']`` column is read as sparse deltas plus that per-cell constant;
+    - implicit ``cr.pp.pearson_residuals`` (``layer='pearson_residuals'``, its ``key_added``,
+      when no layer has that name): residuals are computed from the counts block by block;
     - data scaled by ``cr.pp.scale`` on sparse input with implicit centring
       (``uns['scale']['params']['implicit_center']`` for this layer): its values are
       ``X − var['mean'] / var['std']``. With ``zero_center=True`` the PCA centres at the
