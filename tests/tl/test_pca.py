@@ -377,22 +377,36 @@ def sparse_cases(draw):
 
 
 @SETTINGS
-@given(sparse_cases(), st.sampled_from([np.float32, np.float64]), st.integers(0, 1))
-def test_sparse_dense_products(case, product_dtype, scratch_mib):
+@given(
+    sparse_cases(),
+    st.sampled_from([np.float32, np.float64]),
+    st.sampled_from([1, 16, 2**20]),
+    st.integers(1, 3),
+    st.booleans(),
+)
+def test_sparse_dense_products(case, product_dtype, tile_bytes, chunk_rows, unsorted):
+    """Column tiles from one column each (tile_bytes=1) to one tile; any row chunking; unsorted indices."""
     values, matrix_format, dtype, _, width = case
     if matrix_format == "dense":
         matrix_format = "csr"
     matrix = as_format(values, matrix_format, dtype)
+    if unsorted and matrix.nnz > 1:  # same matrix, reversed entries within each row (column for CSC)
+        order = np.concatenate(
+            [
+                np.arange(stop - 1, start - 1, -1)
+                for start, stop in zip(matrix.indptr[:-1], matrix.indptr[1:], strict=True)
+            ]
+        )
+        matrix = type(matrix)((matrix.data[order], matrix.indices[order], matrix.indptr), shape=matrix.shape)
     rng = np.random.default_rng(values.size)
     right, left = rng.normal(size=(values.shape[1], width)), rng.normal(size=(values.shape[0], width))
     limit = {"rtol": 1e-5, "atol": 1e-4} if product_dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
-    original_scratch = _pca_operator.SCRATCH_BYTES
-    _pca_operator.SCRATCH_BYTES = scratch_mib * 2**20  # 0: one partial product, else one per thread
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_pca_operator, "TILE_BYTES", tile_bytes)
+        patch.setattr(_pca_operator, "GATHER_CHUNK_ROWS", chunk_rows)
+        patch.setattr(_pca_operator, "SCATTER_CHUNK_ENTRIES", chunk_rows)
         forward = sparse_dense_product(matrix, right, transpose=False, dtype=product_dtype)
         backward = sparse_dense_product(matrix, left, transpose=True, dtype=product_dtype)
-    finally:
-        _pca_operator.SCRATCH_BYTES = original_scratch
     assert forward.dtype == product_dtype
     assert backward.dtype == product_dtype
     np.testing.assert_allclose(forward, values @ right, **limit)

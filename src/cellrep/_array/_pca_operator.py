@@ -7,7 +7,7 @@ and scale ``s``. Products with a dense block apply the rank-one corrections on t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -16,6 +16,7 @@ from scipy import sparse
 from .._kernels._pca_moments import (
     csr_column_moments,
     csr_row_moments,
+    csr_tile_bounds,
     csr_times_dense,
     csr_transpose_times_dense,
 )
@@ -24,7 +25,10 @@ from ._offset import OffsetSparseMatrix
 from ._pearson import PearsonResidualMatrix
 
 DENSE_CHUNK_ROWS = 8192
-SCRATCH_BYTES = 256 * 2**20  # cap on the per-thread partial products of a scattered product
+TILE_BYTES = 512 * 2**10  # rows of a dense block one column tile reads or writes: a core's cache
+TILES_PER_THREAD = 4
+GATHER_CHUNK_ROWS = 256
+SCATTER_CHUNK_ENTRIES = 2**21  # stored entries read by every tile while in the shared cache
 
 
 def split_offsets(matrix) -> tuple[np.ndarray | sparse.csr_matrix | sparse.csc_matrix, np.ndarray | None]:
@@ -80,34 +84,59 @@ def column_mean_var(matrix, *, ddof: int = 1, n_threads: int | None = None) -> t
     return mean, np.maximum(variance, 0.0)
 
 
-def _scratch_chunks(n_out_rows: int, width: int, itemsize: int) -> int:
-    """Threads' partial products to keep for a scattered product, within SCRATCH_BYTES."""
-    per_chunk = max(n_out_rows * width * itemsize, 1)
-    return int(max(1, min(numba.get_num_threads(), SCRATCH_BYTES // per_chunk)))
+def column_tiling(values, width: int, itemsize: int) -> np.ndarray:
+    """Tile bounds (:func:`csr_tile_bounds`) of the CSR arrays of ``values`` (CSR, or CSC read as its transpose's CSR).
+
+    A tile holds as many columns as fit ``TILE_BYTES`` of a ``width``-column dense block, and
+    there are at least ``TILES_PER_THREAD`` per thread so the transposed product keeps every
+    thread busy. Unsorted column indices get a single tile (the kernels need no order then).
+    """
+    n_rows, n_cols = values.shape[::-1] if values.format == "csc" else values.shape
+    n_tiles = 1
+    if values.has_sorted_indices:
+        by_size = -(-n_cols * width * itemsize // TILE_BYTES)
+        n_tiles = int(min(max(by_size, TILES_PER_THREAD * numba.get_num_threads()), max(n_cols, 1)))
+    tile_columns = -(-n_cols // n_tiles) if n_cols else 1
+    n_tiles = -(-n_cols // tile_columns) if n_cols else 1
+    bounds = np.empty((n_rows, n_tiles + 1), dtype=np.int64)
+    csr_tile_bounds(values.indices, values.indptr, tile_columns, bounds)
+    return bounds
 
 
 def sparse_dense_product(
-    values, block: np.ndarray, *, transpose: bool, dtype=np.float64, n_threads: int | None = None
+    values,
+    block: np.ndarray,
+    *,
+    transpose: bool,
+    dtype=np.float64,
+    n_threads: int | None = None,
+    bounds: np.ndarray | None = None,
 ) -> np.ndarray:
     """``values @ block`` (or ``values.T @ block``) for CSR/CSC ``values``, computed in ``dtype``.
 
     A CSC matrix is the CSR matrix of its transpose, so each case is one of two kernels:
     "gathered" (each output row from one row of the CSR arrays, parallel over rows) or
-    "scattered" (each thread adds its range of rows into its own partial product).
+    "scattered" (each thread adds all rows into its own column tiles of the output).
+    ``bounds`` reuses a :func:`column_tiling` of ``values`` made for blocks of this width.
     """
     block = np.ascontiguousarray(block, dtype=dtype)
     n_rows, n_cols = values.shape
     n_out_rows, width = (n_cols if transpose else n_rows), block.shape[1]
     gathered = (values.format == "csr") != transpose
+    product = np.empty((n_out_rows, width), dtype=dtype)
     with numba_threads(n_threads):
+        if bounds is None:
+            bounds = column_tiling(values, width, block.itemsize)
         if gathered:
-            product = np.empty((n_out_rows, width), dtype=dtype)
-            csr_times_dense(values.data, values.indices, values.indptr, block, product)
-            return product
-        n_chunks = _scratch_chunks(n_out_rows, width, block.itemsize)
-        buffers = np.empty((n_chunks, n_out_rows, width), dtype=dtype)
-        csr_transpose_times_dense(values.data, values.indices, values.indptr, block, buffers)
-    return buffers[0] if n_chunks == 1 else buffers.sum(axis=0)
+            csr_times_dense(values.data, values.indices, bounds, block, product, GATHER_CHUNK_ROWS)
+        else:
+            rows_per_chunk = max(1, SCATTER_CHUNK_ENTRIES * bounds.shape[0] // max(values.nnz, 1))
+            previous_chunksize = numba.set_parallel_chunksize(1)
+            try:
+                csr_transpose_times_dense(values.data, values.indices, bounds, block, product, rows_per_chunk)
+            finally:
+                numba.set_parallel_chunksize(previous_chunksize)
+    return product
 
 
 @dataclass
@@ -136,10 +165,19 @@ class CenteredScaledOperator:
     center: np.ndarray | None = None
     scale: np.ndarray | None = None
     n_threads: int | None = None
+    _tilings: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.values.shape
+
+    def _tiling(self, width: int, itemsize: int) -> np.ndarray:
+        """The :func:`column_tiling` of the sparse values for this block shape, made once."""
+        with numba_threads(self.n_threads):
+            key = (width, itemsize, numba.get_num_threads())
+            if key not in self._tilings:
+                self._tilings[key] = column_tiling(self.values, width, itemsize)
+        return self._tilings[key]
 
     def row_subset(self, rows: np.ndarray) -> CenteredScaledOperator:
         """The operator of the rows ``rows`` of ``A`` (same centre and scale); copies those rows."""
@@ -152,9 +190,10 @@ class CenteredScaledOperator:
             product_of = self.values.rmatmul if transpose else self.values.matmul
             return product_of(block, dtype=dtype, n_threads=self.n_threads).astype(np.float64, copy=False)
         if sparse.issparse(self.values):
-            dtype = self.values.dtype if low_precision else np.float64
+            dtype = np.dtype(self.values.dtype if low_precision else np.float64)
+            bounds = self._tiling(block.shape[1], dtype.itemsize)
             product = sparse_dense_product(
-                self.values, block, transpose=transpose, dtype=dtype, n_threads=self.n_threads
+                self.values, block, transpose=transpose, dtype=dtype, n_threads=self.n_threads, bounds=bounds
             )
             return product.astype(np.float64, copy=False)
         values = self.values.T if transpose else self.values
