@@ -20,6 +20,7 @@ from cellrep._array import _pca_operator
 from cellrep._array._offset import OffsetSparseMatrix
 from cellrep._array._pca import _orthonormal_basis, block_width, pca_matrix, project_onto_pcs
 from cellrep._array._pca_operator import build_operator, column_mean_var, sparse_dense_product
+from cellrep._array._pearson import PearsonResidualMatrix
 
 matplotlib.use("Agg")
 N_COMPS = 8
@@ -311,9 +312,12 @@ def test_randomized_regime_on_a_larger_matrix(matrix_format):
     )
 
 
-@pytest.mark.parametrize("matrix_format", ["csr", "csc", "dense", "offset"])
+@pytest.mark.parametrize("matrix_format", ["csr", "csc", "dense", "offset", "pearson"])
 def test_krylov_start_from_a_sample_of_cells(monkeypatch, matrix_format):
-    """More cells than START_SAMPLE_ROWS: the first block comes from a random subset of cells."""
+    """More cells than START_SAMPLE_ROWS: the first block comes from a random subset of cells.
+
+    (One more block than in the test above: the Pearson residuals' top two variances are 5 % apart.)
+    """
     monkeypatch.setattr(pca_module, "START_SAMPLE_ROWS", 30)
     rng = np.random.default_rng(1)
     signal = rng.normal(size=(400, 4)) * [9.0, 6.0, 4.0, 3.0] @ rng.normal(size=(4, 160))
@@ -324,13 +328,16 @@ def test_krylov_start_from_a_sample_of_cells(monkeypatch, matrix_format):
             OffsetSparseMatrix(sparse.csr_matrix(values), offsets),
             values + offsets[:, None],
         )
+    elif matrix_format == "pearson":
+        matrix = PearsonResidualMatrix.from_counts(sparse.csr_matrix(values), theta=10.0)
+        dense_values = matrix.toarray()
     else:
         matrix, dense_values = as_format(values, matrix_format), values
-    result = pca_matrix(matrix, n_comps=4, n_oversamples=6, n_power_iter=3)
+    result = pca_matrix(matrix, n_comps=4, n_oversamples=6, n_power_iter=4)
     reference = PCA(4, svd_solver="full").fit(dense_values)
     np.testing.assert_allclose(result.variance, reference.explained_variance_, rtol=1e-6)
     assert np.degrees(linalg.subspace_angles(result.components.T, reference.components_.T)).max() < 0.01
-    again = pca_matrix(matrix, n_comps=4, n_oversamples=6, n_power_iter=3)
+    again = pca_matrix(matrix, n_comps=4, n_oversamples=6, n_power_iter=4)
     np.testing.assert_array_equal(again.scores, result.scores)
 
 
