@@ -179,6 +179,34 @@ def test_hvg_seurat_on_log_data_and_seurat_v3_needs_counts():
     assert_unchanged(adata, before)
 
 
+@pytest.mark.parametrize(("flavor", "n_top"), [("seurat", 10), ("cell_ranger", 2)])
+def test_hvg_batched_dispersion_ties_go_to_the_gene_name_sorted_first(flavor, n_top):
+    """scanpy merges batches by gene name, so a full tie at the cut goes to 'gene542' over 'gene6'."""
+    counts = synthetic_counts(300, 600, seed=5)
+    counts[:, 6] = counts[:, 542]
+    adata = make_adata(as_format(counts, "csr", np.float64))
+    adata.obs["batch"] = pd.Categorical(np.repeat(["b", "c", "a"], [150, 90, 60]))
+    cr.pp.log_normalize(adata)
+    expected = scanpy_hvg(adata, flavor=flavor, n_top_genes=n_top, batch_key="batch")
+    table = cr.pp.select_genes(
+        adata, method="hvg", flavor=flavor, n_top=n_top, batch_key="batch", inplace=False
+    )
+    assert_same_table(table, expected)
+    np.testing.assert_array_equal(table["highly_variable"].to_numpy()[[6, 542]], [False, True])
+
+
+def test_hvg_seurat_warns_when_fewer_genes_than_n_top_have_a_dispersion():
+    adata = make_adata(as_format(synthetic_counts(200, 60, seed=4), "csr", np.float64))
+    cr.pp.log_normalize(adata)
+    expected = scanpy_hvg(adata, flavor="seurat", n_top_genes=60)
+    assert expected["dispersions_norm"].isna().sum() == 2  # the two all-zero genes
+    with pytest.warns(UserWarning, match="Only 58 genes have a normalized dispersion") as record:
+        table = cr.pp.select_genes(adata, method="hvg", flavor="seurat", n_top=60, inplace=False)
+    assert record[0].filename == __file__
+    assert_same_table(table, expected)
+    assert table["selected"].sum() == 58
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

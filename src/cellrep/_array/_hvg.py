@@ -1,11 +1,15 @@
-"""scanpy's highly variable genes from per-batch moments read in place (no copy of the data).
+"""Highly variable genes from per-batch moments read in place: shared moments and Seurat v3.
 
-:func:`scanpy.pp.highly_variable_genes` copies the data it reads: a row subset per batch
-(even for a single batch), a CSR conversion of CSC input and a float64 copy of dense input
-for ``'seurat_v3'``, and a copy plus an ``expm1`` copy for ``'seurat'``. Here one or two
-numba passes per call give the per-batch sums the statistics need; everything after those
-sums (loess fit, binning, normalisation, ranking) is scanpy's code or mirrors it line by line
-(scanpy 1.11, ``scanpy/preprocessing/_highly_variable_genes.py``).
+Implements the gene selections of :func:`scanpy.pp.highly_variable_genes` with the same
+columns, values and selected genes, but reads the data in place: numba passes
+(:mod:`cellrep._kernels._hvg`) give per-batch column sums and sums of squares, where scanpy
+copies a row subset per batch, converts CSC to CSR, and copies dense or ``expm1`` data.
+
+This module holds those moments and the ``'seurat_v3'`` and ``'seurat_v3_paper'`` flavours
+(Stuart et al. 2019): every gene's counts are standardized by the variance that a loess of
+log variance on log mean expects, outliers clipped, and genes ranked by the variance left.
+The dispersion flavours ``'seurat'`` and ``'cell_ranger'`` are in
+:mod:`cellrep._array._hvg_dispersion`.
 """
 
 from __future__ import annotations
@@ -104,12 +108,15 @@ def batch_moments(
 
 
 def mean_var(sums: np.ndarray, squares: np.ndarray, n_obs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and unbiased variance from sums, as ``scanpy.preprocessing._utils._get_mean_var``."""
+    """Mean and unbiased variance from column sums and sums of squares over ``n_obs`` rows.
+
+    A single row keeps the biased variance (0) rather than dividing by zero, as scanpy does.
+    """
     mean = sums / n_obs
-    var = squares / n_obs - mean**2
-    if n_obs != 1:
-        var *= n_obs / (n_obs - 1)
-    return mean, var
+    variance = squares / n_obs - mean**2
+    if n_obs > 1:
+        variance *= n_obs / (n_obs - 1)
+    return mean, variance
 
 
 def seurat_v3_table(
@@ -138,7 +145,8 @@ def seurat_v3_table(
     n_top
         Number of highly variable genes.
     flavor
-        ``'seurat_v3'`` or ``'seurat_v3_paper'`` (they differ with several batches only).
+        ``'seurat_v3'`` or ``'seurat_v3_paper'``: which of the two batch summaries (median
+        rank, number of batches) decides first. They agree for a single batch.
     span
         Loess span.
     with_batches
@@ -149,186 +157,104 @@ def seurat_v3_table(
     Columns ``means``, ``variances``, ``gene_name``, [``highly_variable_nbatches``],
     ``highly_variable_rank``, ``variances_norm``, ``highly_variable``, indexed by ``var_names``.
     """
-    from skmisc.loess import loess
-
-    n_cells, n_genes = matrix.shape
-    n_obs_per_batch = np.bincount(batches, minlength=n_batches)
+    n_cells = np.bincount(batches, minlength=n_batches)
     sums, squares, _ = batch_moments(matrix, batches, n_batches)
-    means, variances = mean_var(sums.sum(axis=0), squares.sum(axis=0), n_cells)
+    batch_means = np.empty_like(sums)
+    expected_variance = np.empty_like(sums)
+    for batch in range(n_batches):
+        batch_means[batch], variance = mean_var(sums[batch], squares[batch], int(n_cells[batch]))
+        expected_variance[batch] = _expected_variance(batch_means[batch], variance, span)
 
-    clip = np.empty((n_batches, n_genes))
-    batch_means, reg_stds = np.empty_like(clip), np.empty_like(clip)
-    for b in range(n_batches):
-        n_obs = int(n_obs_per_batch[b])
-        mean, var = mean_var(sums[b], squares[b], n_obs)
-        not_const = var > 0
-        estimat_var = np.zeros(n_genes, dtype=np.float64)
-        model = loess(np.log10(mean[not_const]), np.log10(var[not_const]), span=span, degree=2)
-        model.fit()
-        estimat_var[not_const] = model.outputs.fitted_values
-        reg_stds[b] = np.sqrt(10**estimat_var)
-        batch_means[b] = mean
-        # clip large values as in Seurat
-        clip[b] = reg_stds[b] * np.sqrt(n_obs) + mean
-    clipped_sums, clipped_squares, _ = batch_moments(matrix, batches, n_batches, clip=clip)
-
-    norm_gene_vars = np.empty((n_batches, n_genes))
-    for b in range(n_batches):
-        n_obs, mean = int(n_obs_per_batch[b]), batch_means[b]
-        norm_gene_vars[b] = (1 / ((n_obs - 1) * np.square(reg_stds[b]))) * (
-            (n_obs * np.square(mean)) + clipped_squares[b] - 2 * clipped_sums[b] * mean
-        )
-    return _rank_seurat_v3(means, variances, norm_gene_vars, var_names, n_top, flavor, with_batches)
-
-
-def _rank_seurat_v3(
-    means: np.ndarray,
-    variances: np.ndarray,
-    norm_gene_vars: np.ndarray,
-    var_names: pd.Index,
-    n_top: int,
-    flavor: str,
-    with_batches: bool,
-) -> pd.DataFrame:
-    """scanpy's ranking of the per-batch normalized variances (median rank, batch count)."""
-    table = pd.DataFrame(index=var_names)
-    table["means"], table["variances"] = means, variances
-    # argsort twice gives ranks, small rank means most variable
-    ranks = np.argsort(np.argsort(-norm_gene_vars, axis=1), axis=1).astype(np.float32)
-    n_batches_high_var = np.sum((ranks < n_top).astype(int), axis=0)
-    ranks[ranks >= n_top] = np.nan
-    median_rank = np.ma.median(np.ma.masked_invalid(ranks), axis=0).filled(np.nan)
-
-    table["gene_name"] = table.index
-    table["highly_variable_nbatches"] = n_batches_high_var
-    table["highly_variable_rank"] = median_rank
-    table["variances_norm"] = np.mean(norm_gene_vars, axis=0)
-    sort_columns = ["highly_variable_rank", "highly_variable_nbatches"]
-    ascending = [True, False]
-    if flavor == "seurat_v3_paper":
-        sort_columns, ascending = sort_columns[::-1], ascending[::-1]
-    positions = (
-        table[sort_columns]
-        .reset_index(drop=True)
-        .sort_values(sort_columns, ascending=ascending, na_position="last")
-        .index.to_numpy()
+    # Seurat v3 caps each count at sqrt(cells in batch) expected standard deviations above the mean.
+    ceiling = batch_means + np.sqrt(n_cells)[:, None] * np.sqrt(expected_variance)
+    clipped_sums, clipped_squares, _ = batch_moments(matrix, batches, n_batches, clip=ceiling)
+    standardized = _standardized_variance(
+        clipped_sums, clipped_squares, batch_means, expected_variance, n_cells[:, None]
     )
-    highly_variable = np.zeros(len(table), dtype=bool)
-    highly_variable[positions[: int(n_top)]] = True
-    table["highly_variable"] = highly_variable
-    if not with_batches:
-        table = table.drop(columns="highly_variable_nbatches")
+
+    median_rank, n_batches_in_top = _combine_batch_ranks(standardized, n_top)
+    means, variances = mean_var(sums.sum(axis=0), squares.sum(axis=0), int(n_cells.sum()))
+    table = pd.DataFrame({"means": means, "variances": variances}, index=var_names)
+    table["gene_name"] = var_names
+    if with_batches:
+        table["highly_variable_nbatches"] = n_batches_in_top
+    table["highly_variable_rank"] = median_rank
+    table["variances_norm"] = standardized.mean(axis=0)
+    table["highly_variable"] = _select_by_batch_summary(median_rank, n_batches_in_top, n_top, flavor)
     return table
 
 
-def dispersion_table(
-    matrix,
-    batches: np.ndarray,
-    n_batches: int,
-    var_names: pd.Index,
-    *,
-    n_top: int,
-    flavor: str = "seurat",
-    n_bins: int = 20,
-    log_base: float | None = None,
-    with_batches: bool = False,
-) -> pd.DataFrame:
-    """The table ``scanpy.pp.highly_variable_genes(flavor=flavor, n_top_genes=n_top, inplace=False)`` returns.
+def _expected_variance(mean: np.ndarray, variance: np.ndarray, span: float) -> np.ndarray:
+    """Variance a degree-2 loess of log10 variance on log10 mean predicts for each gene.
+
+    Genes constant in the batch are left out of the fit (their logarithm is undefined) and
+    get 1; their standardized variance is 0 whatever the value.
+    """
+    from skmisc.loess import loess
+
+    varying = variance > 0
+    log_fit = np.zeros(mean.size)
+    model = loess(np.log10(mean[varying]), np.log10(variance[varying]), span=span, degree=2)
+    model.fit()
+    log_fit[varying] = model.outputs.fitted_values
+    return 10**log_fit
+
+
+def _standardized_variance(
+    clipped_sums: np.ndarray,
+    clipped_squares: np.ndarray,
+    mean: np.ndarray,
+    expected_variance: np.ndarray,
+    n_cells: np.ndarray,
+) -> np.ndarray:
+    """Variance of the clipped counts around the unclipped mean, in units of the expected variance.
+
+    ``sum((c - mean)**2) = sum(c**2) - 2 * mean * sum(c) + n * mean**2`` needs only the sums.
+    """
+    spread = clipped_squares - 2 * mean * clipped_sums + n_cells * mean**2
+    return spread / ((n_cells - 1) * expected_variance)
+
+
+def _combine_batch_ranks(standardized: np.ndarray, n_top: int) -> tuple[np.ndarray, np.ndarray]:
+    """Median rank over the batches that put a gene in their top ``n_top``, and how many do.
 
     Parameters
     ----------
-    matrix
-        Dense array, CSR or CSC matrix of log-normalized data, cells as rows.
-    batches
-        Batch code per cell in ``0 .. n_batches - 1``, every code used.
-    n_batches
-        Number of batches, in the order scanpy visits them.
-    var_names
-        Gene names, the index of the table.
+    standardized
+        Standardized variance of every gene (column) in every batch (row).
     n_top
-        Number of highly variable genes.
-    flavor
-        ``'seurat'`` (dispersions of ``expm1`` of the data) or ``'cell_ranger'``.
-    n_bins
-        Number of mean bins for ``'seurat'``.
-    log_base
-        ``uns['log1p']['base']`` of the data (``None`` for the natural log).
-    with_batches
-        Whether a batch key was given: genes are then selected per batch among the genes
-        expressed in it and ranked by the number of batches selecting them.
+        Size of each batch's top list.
 
     Returns
     -------
-    Columns ``means``, ``dispersions``, ``mean_bin``, ``dispersions_norm``,
-    ``highly_variable`` without batches; with batches ``means``, ``dispersions``,
-    ``dispersions_norm``, ``highly_variable``, ``highly_variable_nbatches``,
-    ``highly_variable_intersection``. Indexed by ``var_names``.
+    ``(median_rank, n_batches_in_top)``; rank 0 is the most variable gene of a batch and
+    genes in no top list get a NaN rank. Ranks are float32, the type scanpy reports.
     """
-    expm1_scale = 0.0
-    if flavor == "seurat":
-        expm1_scale = 1.0 if log_base is None else float(np.log(log_base))
-    sums, squares, positives = batch_moments(
-        matrix, batches, n_batches, expm1_scale=expm1_scale, with_positives=with_batches
-    )
-    n_obs_per_batch = np.bincount(batches, minlength=n_batches)
-    if not with_batches:
-        mean, var = mean_var(sums[0], squares[0], int(n_obs_per_batch[0]))
-        return _dispersion_batch(mean, var, var_names, flavor=flavor, n_bins=n_bins, n_top=n_top)
+    # numpy's default sort breaks ties (constant genes) in the same order as scanpy's ranks
+    order = np.argsort(-standardized, axis=1)
+    ranks = np.empty(standardized.shape, dtype=np.float32)
+    positions = np.arange(standardized.shape[1], dtype=np.float32)
+    np.put_along_axis(ranks, order, np.broadcast_to(positions, order.shape), axis=1)
 
-    tables = []
-    for b in range(n_batches):
-        mean, var = mean_var(sums[b], squares[b], int(n_obs_per_batch[b]))
-        expressed = positives[b] > 0
-        table = _dispersion_batch(
-            mean[expressed], var[expressed], var_names[expressed], flavor=flavor, n_bins=n_bins, n_top=n_top
-        )
-        if not expressed.all():
-            missing = pd.DataFrame(
-                np.zeros((np.count_nonzero(~expressed), len(table.columns))), columns=table.columns
-            )
-            missing["highly_variable"] = missing["highly_variable"].astype(bool)
-            missing.index = var_names[~expressed]
-            table = pd.concat([table, missing]).loc[var_names]
-        tables.append(table)
-    return _merge_batches(pd.concat(tables, axis=0), var_names, n_top=n_top, n_batches=n_batches)
+    in_top = ranks < n_top
+    n_batches_in_top = in_top.sum(axis=0)
+    ranked = n_batches_in_top > 0
+    median_rank = np.full(standardized.shape[1], np.nan, dtype=np.float32)
+    median_rank[ranked] = np.nanmedian(np.where(in_top, ranks, np.nan)[:, ranked], axis=0)
+    return median_rank, n_batches_in_top
 
 
-def _dispersion_batch(
-    mean: np.ndarray, var: np.ndarray, var_names: pd.Index, *, flavor: str, n_bins: int, n_top: int
-) -> pd.DataFrame:
-    """scanpy's ``_highly_variable_genes_single_batch`` from the gene means and variances."""
-    from scanpy.preprocessing._highly_variable_genes import _get_disp_stats, _get_mean_bins, _nth_highest
+def _select_by_batch_summary(
+    median_rank: np.ndarray, n_batches_in_top: np.ndarray, n_top: int, flavor: str
+) -> np.ndarray:
+    """Mask of the first ``n_top`` genes by median rank, then by number of batches (most first).
 
-    mean = mean.copy()
-    mean[mean == 0] = 1e-12  # set entries equal to zero to small value
-    dispersion = var / mean
-    if flavor == "seurat":  # logarithmized mean as in Seurat
-        dispersion[dispersion == 0] = np.nan
-        dispersion = np.log(dispersion)
-        mean = np.log1p(mean)
-    table = pd.DataFrame({"means": mean, "dispersions": dispersion})
-    table["mean_bin"] = _get_mean_bins(table["means"], flavor, n_bins)
-    disp_stats = _get_disp_stats(table, flavor)
-    table["dispersions_norm"] = (table["dispersions"] - disp_stats["avg"]) / disp_stats["dev"]
-    dispersion_norm = table["dispersions_norm"].to_numpy()
-    cut_off = _nth_highest(dispersion_norm, min(n_top, len(table)))
-    table["highly_variable"] = np.nan_to_num(dispersion_norm, nan=-np.inf) >= cut_off
-    table.index = var_names
-    return table
-
-
-def _merge_batches(table: pd.DataFrame, var_names: pd.Index, *, n_top: int, n_batches: int) -> pd.DataFrame:
-    """scanpy's ``_highly_variable_genes_batched`` merge of the per-batch tables."""
-    table["highly_variable"] = table["highly_variable"].astype(int)
-    table = table.groupby(table.index, observed=True).agg(
-        {"means": "mean", "dispersions": "mean", "dispersions_norm": "mean", "highly_variable": "sum"}
-    )
-    table["highly_variable_nbatches"] = table["highly_variable"]
-    table["highly_variable_intersection"] = table["highly_variable_nbatches"] == n_batches
-    # sort genes by how often they selected as hvg within each batch and
-    # break ties with normalized dispersion across batches
-    table = table.sort_values(
-        ["highly_variable_nbatches", "dispersions_norm"], ascending=False, na_position="last"
-    )
-    table["highly_variable"] = np.arange(table.shape[0]) < n_top
-    return table.loc[var_names]
+    ``'seurat_v3_paper'`` orders by the number of batches first. Unranked genes come last and
+    full ties keep gene order.
+    """
+    keys = (-n_batches_in_top, median_rank)  # np.lexsort sorts by the last key first
+    if flavor == "seurat_v3_paper":
+        keys = keys[::-1]
+    selected = np.zeros(median_rank.size, dtype=bool)
+    selected[np.lexsort(keys)[:n_top]] = True
+    return selected

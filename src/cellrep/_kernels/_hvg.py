@@ -1,9 +1,9 @@
 """Per-batch column sums, sums of squares and positive counts for highly variable genes.
 
-Every value is read once, in place, from CSR, CSC or dense storage: optionally transformed
-(``expm1(value * expm1_scale)`` unless ``expm1_scale == 0``, scanpy's ``'seurat'`` flavour),
-then clipped from above at ``clip[batch, column]`` (scanpy's ``'seurat_v3'`` second pass; pass
-``inf`` for no clipping) and accumulated in float64. ``positives`` counts the raw values > 0
+Every value is read once, in place, from CSR, CSC or dense storage: optionally un-logged
+(``expm1(value * expm1_scale)`` unless ``expm1_scale == 0``, for the ``'seurat'`` dispersions),
+then capped at ``clip[batch, column]`` (the ``'seurat_v3'`` pass over clipped counts; pass
+``inf`` for no cap) and accumulated in float64. ``positives`` counts the raw values > 0
 (genes expressed per batch) and may have a zero-length last axis to skip the count. Rows
 whose batch is negative are skipped. Implicit zeros add nothing: ``expm1(0) = 0`` and every
 clip value is >= 0.
@@ -21,7 +21,7 @@ def _transform(raw, expm1_scale, float32_values):
     value = np.float64(raw)
     if expm1_scale != 0:
         scaled = value * expm1_scale
-        if float32_values:  # scanpy rescales and exponentiates float32 data in float32
+        if float32_values:  # round like scanpy, which un-logs float32 data in float32
             scaled = np.float64(np.float32(scaled))
         value = np.expm1(scaled)
         if float32_values:

@@ -9,7 +9,8 @@ import pandas as pd
 from anndata import AnnData
 
 from .._array._anova import anova_f_statistics
-from .._array._hvg import DISPERSION_FLAVORS, SEURAT_V3_FLAVORS, dispersion_table, seurat_v3_table
+from .._array._hvg import DISPERSION_FLAVORS, SEURAT_V3_FLAVORS, seurat_v3_table
+from .._array._hvg_dispersion import dispersion_table
 from .._validation import (
     check_counts,
     check_finite,
@@ -63,9 +64,9 @@ def select_genes(
     constant over the used cells get F = NaN (stored as NaN, as sklearn) and rank lowest.
 
     ``method='hvg'`` gives the result of :func:`scanpy.pp.highly_variable_genes` with
-    ``n_top_genes=n_top``, ``flavor`` and ``batch_key`` (same columns and values), computed
-    from per-batch sums read in place by numba instead of scanpy's copies of the data (the
-    loess fit, binning and ranking are scanpy's). ``'seurat_v3'`` (the default here) and
+    ``n_top_genes=n_top``, ``flavor`` and ``batch_key`` (same columns, values and selected
+    genes), computed from per-batch sums read in place by numba instead of scanpy's copies
+    of the data (the loess fit is scikit-misc's). ``'seurat_v3'`` (the default here) and
     ``'seurat_v3_paper'`` need raw integer counts, ``'seurat'`` and ``'cell_ranger'``
     log-normalized data (``'seurat'`` honours ``uns['log1p']['base']``).
 
