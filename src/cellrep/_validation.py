@@ -87,7 +87,7 @@ def scan_values(matrix) -> ValueScan:
             counts = scan_flat(values.ravel(order="K"))
         else:
             counts = scan_rows(values)
-    return ValueScan(*map(int, counts))
+    return ValueScan(*map(int, counts[:3]))  # the fourth value only kept the read-ahead alive
 
 
 def _raise_non_finite(scan: ValueScan, what: str) -> None:

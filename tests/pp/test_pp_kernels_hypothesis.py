@@ -12,15 +12,18 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy import sparse
 from sklearn.feature_selection import f_classif
 from tests.conftest import as_format
 from tests.pp.pp_reference import to_dense
 
 from cellrep._array._anova import anova_f_statistics
 from cellrep._array._moments import column_sums, grouped_column_moments, row_sums
-from cellrep._array._normalize import log1p_matrix, normalize_rows
+from cellrep._array._normalize import csr_count_row_stats, log1p_matrix, normalize_rows
 from cellrep._array._pearson import pearson_residuals_matrix
 from cellrep._array._scale import column_mean_std, scale_matrix
+from cellrep._kernels._normalize import LOG_TABLE_SIZE
+from cellrep._kernels._validation import SCAN_BLOCK, scan_flat
 
 SETTINGS = settings(max_examples=30, deadline=None)
 FORMATS = st.sampled_from(["dense", "csr", "csc"])
@@ -113,6 +116,103 @@ def test_log_normalize_table_and_direct_paths(values, matrix_format, dtype):
         factors = np.divide(used, row_totals, out=np.zeros_like(row_totals), where=row_totals > 0)
         expected = np.log1p(values * factors[:, None])
         np.testing.assert_allclose(to_dense(result), expected, **tolerance(dtype))
+
+
+# every kind of stored value the CSR row statistics must tell apart; 1e10 is above 2**32
+EXTREME_FLOATS = st.sampled_from(
+    [0.0, -0.0, 1.0, 2.0, 2.0, 255.0, 256.0, 3000.0, 1e10, 2.5, 1e-3, -1.0, np.nan, np.inf, -np.inf]
+)
+EXTREME_INTEGERS = st.sampled_from([0, 1, 2, 2, 255, 256, 3000, 10**10, -1])
+
+
+@st.composite
+def csr_with_stored_values(draw, dtype):
+    """CSR matrix of EXTREME_* stored values (explicit zeros and -0.0 included), with empty rows.
+
+    An optional long row of small counts with a few EXTREME_* values is long enough for a
+    full-size log table (LOG_TABLE_SIZE entries), so it takes the table-and-log path.
+    """
+    elements = EXTREME_INTEGERS if np.dtype(dtype).kind == "i" else EXTREME_FLOATS
+    row_lengths = draw(st.lists(st.integers(0, 6), min_size=1, max_size=8))
+    data = draw(st.lists(elements, min_size=sum(row_lengths), max_size=sum(row_lengths)))
+    if draw(st.booleans()):
+        long_row = list(np.arange(LOG_TABLE_SIZE + 44) % 4)
+        long_row[0] = draw(st.sampled_from([LOG_TABLE_SIZE - 1, LOG_TABLE_SIZE, 3000, 10**10]))  # table size
+        for position, value in draw(
+            st.lists(st.tuples(st.integers(0, len(long_row) - 1), elements), max_size=3)
+        ):
+            long_row[position] = value
+        row = draw(st.integers(0, len(row_lengths)))
+        offset = sum(row_lengths[:row])
+        data = data[:offset] + long_row + data[offset:]
+        row_lengths.insert(row, len(long_row))
+    indices = np.concatenate([np.arange(length) for length in row_lengths])
+    indptr = np.concatenate([[0], np.cumsum(row_lengths)])
+    shape = (len(row_lengths), max(row_lengths) + 1)
+    return sparse.csr_matrix((np.array(data).astype(dtype), indices, indptr), shape=shape)
+
+
+def csr_rows(matrix) -> list[np.ndarray]:
+    return np.split(matrix.data, matrix.indptr[1:-1])
+
+
+@SETTINGS
+@given(st.sampled_from([np.float32, np.float64, np.int64]).flatmap(csr_with_stored_values))
+def test_csr_count_row_stats(matrix):
+    rows = csr_rows(matrix)
+    with np.errstate(invalid="ignore"):  # inf - inf, also inside the kernel without the JIT
+        stats = csr_count_row_stats(matrix)
+        expected_totals = [row.sum(dtype=np.float64) for row in rows]
+    np.testing.assert_allclose(stats.totals, expected_totals, rtol=1e-12, equal_nan=True)
+    expected_max_counts = [
+        min(row.max(initial=0), LOG_TABLE_SIZE)
+        if not np.signbit(row).any() and np.all(row == np.floor(row))  # NaN fails, +inf passes
+        else -1
+        for row in rows
+    ]
+    np.testing.assert_array_equal(stats.max_counts, expected_max_counts)
+    assert stats.valid == bool(np.all(np.isfinite(matrix.data)) and not np.signbit(matrix.data).any())
+
+
+@SETTINGS
+@given(
+    st.sampled_from([np.float32, np.float64, np.int64]).flatmap(csr_with_stored_values),
+    st.sampled_from([None, 1e4]),
+    st.sampled_from([None, 2.0]),
+)
+def test_log_normalize_csr_values_below_and_above_the_table(matrix, target_sum, base):
+    """Table rows, rows with counts >= LOG_TABLE_SIZE or >= 2**32, fractional, NaN, inf and negative values."""
+    with np.errstate(all="ignore"):
+        result, totals, used = normalize_rows(matrix, target_sum=target_sum, log=True, base=base, copy=True)
+        factors = np.divide(used, totals, out=np.zeros_like(totals), where=totals > 0)
+        expected = [
+            np.log1p(row * factor) / np.log(base or np.e)
+            for row, factor in zip(csr_rows(matrix), factors, strict=True)
+        ]
+    assert result.dtype == (np.float64 if matrix.dtype == np.float64 else np.float32)
+    np.testing.assert_array_equal(result.indptr, matrix.indptr)
+    np.testing.assert_allclose(
+        result.data, np.concatenate(expected), equal_nan=True, **tolerance(result.dtype)
+    )
+
+
+@SETTINGS
+@given(
+    st.integers(0, 3 * SCAN_BLOCK + 2), st.lists(st.tuples(st.integers(0, 10**9), EXTREME_FLOATS), max_size=6)
+)
+def test_scan_flat_counts_across_blocks(size, placed):
+    """The validation scan counts by blocks of SCAN_BLOCK values; bad values anywhere, block edges included."""
+    values = np.arange(size, dtype=np.float32) % 5
+    for position, value in placed:
+        if size:
+            values[position % size] = value
+    finite = np.isfinite(values)
+    expected = (
+        np.count_nonzero(~finite),
+        np.count_nonzero(values < 0),
+        np.count_nonzero(np.isnan(values) | (finite & (values != np.floor(values)))),
+    )
+    assert tuple(int(count) for count in scan_flat(values)[:3]) == expected
 
 
 @SETTINGS

@@ -63,6 +63,38 @@ def test_log_normalize_equals_normalize_total_then_log1p(counts_adata, target_su
     assert result.uns["log_normalize"]["params"]["base"] == base
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_log_normalize_counts_above_the_log_table_match_scanpy(matrix_format, dtype):
+    """Counts >= 256 (and >= 2**32) in rows that also take their small counts from the log table."""
+    counts = synthetic_counts(n_genes=400, density=0.8)
+    counts[::3, 5] = 3000
+    counts[1, 7] = 10**10
+    counts[2, :] = 255  # the largest count that fits the table
+    adata = make_adata(as_format(counts, matrix_format, dtype))
+    expected = dense_copy(adata)
+    sc.pp.normalize_total(expected, target_sum=1e4)
+    sc.pp.log1p(expected)
+    cr.pp.log_normalize(adata)
+    assert adata.X.dtype == expected.X.dtype
+    np.testing.assert_allclose(to_dense(adata.X), expected.X, rtol=1e-6)
+
+
+def test_log_normalize_accepts_a_stored_negative_zero_and_views():
+    """A stored -0.0 is a valid count (only its sign bit differs); a view becomes actual, its parent unchanged."""
+    counts = synthetic_counts().astype(np.float32)
+    matrix = sparse.csr_matrix(counts)
+    matrix.data[0] = -0.0
+    counts[np.unravel_index(np.flatnonzero(counts)[0], counts.shape)] = 0
+    parent = make_adata(matrix)
+    before = snapshot(parent)
+    view = parent[:20]
+    cr.pp.log_normalize(view)
+    assert not view.is_view
+    expected = np.log1p(counts[:20] / counts[:20].sum(axis=1, keepdims=True) * 1e4)
+    np.testing.assert_allclose(to_dense(view.X), expected, rtol=1e-6)
+    assert_unchanged(parent, before)
+
+
 def test_float_input_is_updated_in_place_without_copy():
     adata = make_adata(as_format(synthetic_counts(), "csr", np.float32))
     data = adata.X.data

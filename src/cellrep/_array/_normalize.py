@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 
 from .._kernels._normalize import (
+    LOG_TABLE_SIZE,
+    log_normalize_major,
+    major_count_stats,
     multiply_major,
     multiply_minor,
     normalize_dense_rows,
@@ -57,6 +61,60 @@ def with_values(matrix, values: np.ndarray, *, copy: bool):
     return type(matrix)((values, indices, indptr), shape=matrix.shape)
 
 
+def _numeric(values: np.ndarray) -> np.ndarray:
+    """Boolean values seen as uint8, which the count kernels can compare and convert."""
+    return values.view(np.uint8) if values.dtype.kind == "b" else values
+
+
+@dataclass(frozen=True)
+class CountRowStats:
+    """What one read of the rows of a CSR matrix found (see :func:`csr_count_row_stats`).
+
+    Attributes
+    ----------
+    totals
+        Float64 row sums.
+    max_counts
+        Largest value of each row, capped at ``LOG_TABLE_SIZE``, when the row holds only
+        non-negative integers; -1 otherwise.
+    valid
+        Every value is finite and non-negative (a ``-0.0`` also makes it False).
+    """
+
+    totals: np.ndarray
+    max_counts: np.ndarray
+    valid: bool
+
+
+def has_count_row_stats(matrix) -> bool:
+    """Whether :func:`csr_count_row_stats` takes ``matrix``: CSR with integer, bool, float32 or float64 values."""
+    return is_csr(matrix) and (matrix.dtype.kind in "iub" or matrix.dtype in FLOAT_DTYPES)
+
+
+def csr_count_row_stats(matrix) -> CountRowStats:
+    """Row sums and value checks of a CSR matrix in one parallel read that writes nothing.
+
+    The checks compare float values as integers of the same width: the largest of these is
+    the largest non-negative value (NaN and +inf above every finite one) and a negative one
+    means a set sign bit.
+    """
+    values = _numeric(matrix.data)
+    bits = values.view(f"i{values.itemsize}") if values.dtype.kind == "f" else values
+    n_rows = matrix.shape[0]
+    totals = np.empty(n_rows, dtype=np.float64)
+    largest_bits = np.empty(n_rows, dtype=bits.dtype)
+    smallest_bits = np.empty(n_rows, dtype=bits.dtype)
+    fractional = np.empty(n_rows, dtype=np.bool_)
+    with numba_threads():
+        major_count_stats(values, bits, matrix.indptr, totals, largest_bits, smallest_bits, fractional)
+    largest = largest_bits.view(values.dtype)
+    non_negative = smallest_bits >= 0
+    counts = non_negative & ~fractional  # NaN is fractional; +inf is a count above the table
+    max_counts = np.where(counts, np.minimum(largest.astype(np.float64), LOG_TABLE_SIZE), -1).astype(np.int64)
+    valid = bool(non_negative.all() and np.isfinite(largest).all())
+    return CountRowStats(totals, max_counts, valid)
+
+
 def log_scale_for(base: float | None) -> float:
     """Factor turning a natural log into a log of ``base``."""
     if base is None:
@@ -80,6 +138,7 @@ def normalize_rows(
     base: float | None = None,
     integer_dtype=np.float32,
     copy: bool = False,
+    row_stats: CountRowStats | None = None,
 ) -> tuple[object, np.ndarray, float]:
     """Scale each row to sum to ``target_sum``, optionally followed by ``log1p`` in the same pass.
 
@@ -97,6 +156,9 @@ def normalize_rows(
         Output dtype for non-float input.
     copy
         Leave ``matrix`` untouched and return a new one.
+    row_stats
+        :func:`csr_count_row_stats` of ``matrix`` if already computed (CSR with ``log`` only),
+        which saves a read.
 
     Returns
     -------
@@ -106,7 +168,11 @@ def normalize_rows(
     dtype = output_dtype(stored_values(matrix).dtype, integer_dtype)
     log_scale = log_scale_for(base)
     totals = None
-    if target_sum is None or is_csc(matrix):
+    log_csr = log and is_csr(matrix)  # two passes: row stats (sizing the log tables), then the write
+    if log_csr:
+        row_stats = row_stats if row_stats is not None else csr_count_row_stats(matrix)
+        totals = row_stats.totals
+    elif target_sum is None or is_csc(matrix):
         totals = row_sums(matrix)
     if target_sum is None:
         target_sum = median_library_size(totals)
@@ -116,14 +182,18 @@ def normalize_rows(
     with numba_threads():
         if totals is not None and sparse.issparse(matrix):  # totals known: one multiplying pass
             factors = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-            if is_csc(matrix):  # a CSC row is a minor index
+            if log_csr:
+                log_normalize_major(
+                    _numeric(matrix.data), matrix.indptr, factors, row_stats.max_counts, log_scale, out
+                )
+            elif is_csc(matrix):  # a CSC row is a minor index
                 multiply_minor(matrix.data, matrix.indices, factors, log, log_scale, out)
             else:
-                multiply_major(matrix.data, matrix.indptr, factors, log, log_scale, out)
+                multiply_major(matrix.data, matrix.indptr, factors, False, log_scale, out)
         else:
             totals = np.empty(matrix.shape[0], dtype=np.float64)
             if is_csr(matrix):
-                normalize_major(matrix.data, matrix.indptr, float(target_sum), log, log_scale, out, totals)
+                normalize_major(matrix.data, matrix.indptr, float(target_sum), out, totals)
             else:
                 normalize_dense_rows(np.asarray(matrix), float(target_sum), log, log_scale, out, totals)
     return with_values(matrix, out, copy=copy), totals, float(target_sum)

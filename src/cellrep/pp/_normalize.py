@@ -7,11 +7,42 @@ from functools import partial
 
 from anndata import AnnData
 
-from .._array._normalize import log1p_matrix, log_scale_for, normalize_rows
-from .._validation import check_counts, check_finite, store_params, warn_empty_cells
+from .._array._normalize import (
+    CountRowStats,
+    csr_count_row_stats,
+    has_count_row_stats,
+    log1p_matrix,
+    log_scale_for,
+    normalize_rows,
+)
+from .._validation import (
+    check_counts,
+    check_finite,
+    check_matrix_type,
+    get_matrix,
+    store_params,
+    warn_empty_cells,
+)
 from ._utils import check_copy_inplace, select_matrix, set_matrix
 
 _check_nonnegative = partial(check_counts, require_integer=False)
+
+
+def _checked_count_rows(matrix) -> CountRowStats | None:
+    """Raise unless ``matrix`` holds finite, non-negative values, without writing anything.
+
+    For CSR input of the usual dtypes, the one read that validates also returns the row statistics
+    :func:`normalize_rows` needs for ``log``, so the data are read once before being written.
+    """
+    check_matrix_type(matrix)
+    row_stats = None
+    if has_count_row_stats(matrix):
+        row_stats = csr_count_row_stats(matrix)
+        if row_stats.valid:
+            return row_stats
+    # counts the bad values for the message; passes when the only doubt was a stored -0.0
+    _check_nonnegative(matrix)
+    return row_stats
 
 
 def normalize_total(
@@ -113,15 +144,15 @@ def log_normalize(
     layer: str | None = None,
     copy: bool = False,
 ):
-    """Normalize to ``target_sum`` per cell and take ``log1p`` in one fused numba pass.
+    """Normalize to ``target_sum`` per cell and take ``log1p``, writing the data once.
 
     Equals :func:`normalize_total` followed by :func:`log1p` (and so scanpy's pair) up to
-    float rounding. After one parallel validation read of the data (NaN, inf and negative
-    values raise before anything is written), each CSR row is summed, scaled and
-    logarithmized in one pass while it sits in cache; rows of small integer counts take
-    their logs from a per-row table of ``log1p(k * scale)``, which gives the same values.
-    Nothing of the data's size is allocated for float input (for CSC input the library
-    sizes need an extra pass). Integer data becomes float32.
+    float rounding. CSR data are read twice and written once: a parallel read that validates
+    the values (NaN, inf and negative values raise before anything is written) and sums the
+    rows, then the pass that scales and logarithmizes them, where integer counts below 256
+    take their logs from a per-row table of ``log1p(k * scale)``, which gives the same values.
+    Nothing of the data's size is allocated for float input (dense and CSC input are
+    validated in a separate read; CSC library sizes need one more). Integer data becomes float32.
 
     Parameters
     ----------
@@ -148,8 +179,11 @@ def log_normalize(
         When some cells have zero counts; they stay zero.
     """
     log_scale_for(base)  # validates base before anything is touched
-    adata, matrix = select_matrix(adata, layer, copy=copy, check=_check_nonnegative)
-    result, totals, used_target = normalize_rows(matrix, target_sum=target_sum, log=True, base=base)
+    row_stats = _checked_count_rows(get_matrix(adata, layer))
+    adata, matrix = select_matrix(adata, layer, copy=copy)
+    result, totals, used_target = normalize_rows(
+        matrix, target_sum=target_sum, log=True, base=base, row_stats=row_stats
+    )
     warn_empty_cells(totals)
     set_matrix(adata, result, layer)
     adata.uns["log1p"] = {"base": base}
