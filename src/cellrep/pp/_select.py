@@ -114,10 +114,12 @@ def select_genes(
     else:
         if flavor not in HVG_FLAVORS:
             raise ValueError(f"flavor must be one of {HVG_FLAVORS}, got {flavor!r}.")
-        _batch_codes(adata, batch_key)  # validate before reading the data
+        batch_codes = _batch_codes(adata, batch_key)  # validated before the data are read
         check = partial(check_counts, require_integer=True) if flavor in COUNT_FLAVORS else check_finite
         check(matrix)
-        result = _highly_variable(adata, n_top=n_top, layer=layer, flavor=flavor, batch_key=batch_key)
+        result = _highly_variable(
+            adata, matrix, batch_codes, n_top=n_top, flavor=flavor, with_batches=batch_key is not None
+        )
         params.update(flavor=flavor, batch_key=batch_key)
     if not inplace:
         return result
@@ -147,11 +149,16 @@ def _batch_codes(adata: AnnData, batch_key: str | None) -> tuple[np.ndarray, int
 
 
 def _highly_variable(
-    adata: AnnData, *, n_top: int, layer: str | None, flavor: str, batch_key: str | None
+    adata: AnnData,
+    matrix,
+    batch_codes: tuple[np.ndarray, int],
+    *,
+    n_top: int,
+    flavor: str,
+    with_batches: bool,
 ) -> pd.DataFrame:
-    matrix = get_matrix(adata, layer)
-    batches, n_batches = _batch_codes(adata, batch_key)
-    arguments = {"n_top": n_top, "flavor": flavor, "with_batches": batch_key is not None}
+    batches, n_batches = batch_codes
+    arguments = {"n_top": n_top, "flavor": flavor, "with_batches": with_batches}
     if flavor in COUNT_FLAVORS:
         table = seurat_v3_table(matrix, batches, n_batches, adata.var_names, **arguments)
     else:
