@@ -67,42 +67,20 @@ def batch_moments(
     float32_values = matrix.dtype == np.float32
     n_counted = n_columns if with_positives else 0
     with numba_threads():
+        settings = (batches, clip, expm1_scale, float32_values)
         if is_csc(matrix):
             sums, squares = np.zeros((2, n_batches, n_columns))
             positives = np.zeros((n_batches, n_counted))
-            csc_batch_moments(
-                matrix.data,
-                matrix.indices,
-                matrix.indptr,
-                batches,
-                clip,
-                expm1_scale,
-                float32_values,
-                sums,
-                squares,
-                positives,
-            )
+            csc_batch_moments(matrix.data, matrix.indices, matrix.indptr, *settings, sums, squares, positives)
         else:
             n_blocks = max(1, min(numba.get_num_threads(), n_rows))
             sums, squares = np.zeros((2, n_blocks, n_batches, n_columns))
             positives = np.zeros((n_blocks, n_batches, n_counted))
             if is_csr(matrix):
-                blocked_csr_batch_moments(
-                    matrix.data,
-                    matrix.indices,
-                    matrix.indptr,
-                    batches,
-                    clip,
-                    expm1_scale,
-                    float32_values,
-                    sums,
-                    squares,
-                    positives,
-                )
+                arrays = (matrix.data, matrix.indices, matrix.indptr)
+                blocked_csr_batch_moments(*arrays, *settings, sums, squares, positives)
             else:
-                blocked_dense_batch_moments(
-                    np.asarray(matrix), batches, clip, expm1_scale, float32_values, sums, squares, positives
-                )
+                blocked_dense_batch_moments(np.asarray(matrix), *settings, sums, squares, positives)
             sums, squares, positives = sums.sum(axis=0), squares.sum(axis=0), positives.sum(axis=0)
     return sums, squares, (positives if with_positives else None)
 
