@@ -254,7 +254,7 @@ def test_block_products_property(values, matrix_format, dtype, block_bytes, widt
 def test_bad_residual_matrices_raise():
     counts = sparse.csr_matrix(synthetic_counts())
     residuals = PearsonResidualMatrix.from_counts(counts)
-    with pytest.raises(TypeError, match="CSR or CSC"):
+    with pytest.raises(TypeError, match="CSR/CSC"):
         PearsonResidualMatrix.from_counts(counts.tocoo())
     with pytest.raises(ValueError, match="cell_totals has 3 entries"):
         PearsonResidualMatrix(counts, np.ones(3), residuals.gene_totals, 1.0, 100.0, 1.0)

@@ -18,6 +18,7 @@ from scipy import sparse
 
 from .._kernels._pearson import pearson_dense_block, pearson_sparse_block
 from .._settings import numba_threads
+from .._validation import check_matrix_type
 from ._moments import column_sums, is_csc, row_sums
 from ._normalize import stored_values
 
@@ -25,24 +26,21 @@ DEFAULT_CHUNK_SIZE = 10_000
 BLOCK_BYTES = 64 * 2**20  # dense residuals held at once by products and moments
 
 
-def _check_theta_clip(theta: float, clip: float) -> None:
+def check_theta_clip(theta: float, clip: float | None) -> None:
+    """Raise a ValueError unless ``theta > 0`` and ``clip`` is ``None`` or ``>= 0``."""
     if not theta > 0:
         raise ValueError(f"Pearson residuals need theta > 0, got {theta}.")
-    if not clip >= 0:
+    if clip is not None and not clip >= 0:
         raise ValueError(f"clip must be >= 0 or None, got {clip}.")
 
 
 def _checked_counts(counts):
     """``counts`` as an ndarray, CSR or CSC matrix; other types raise."""
-    if sparse.issparse(counts):
-        if counts.format not in ("csr", "csc"):
-            raise TypeError(
-                f"counts must be CSR or CSC, got {counts.format.upper()}: convert with `.tocsr()`."
-            )
-        return counts
-    counts = np.asarray(counts)
-    if counts.ndim != 2:
-        raise ValueError(f"counts must be 2-dimensional, got shape {counts.shape}.")
+    if not sparse.issparse(counts):
+        counts = np.asarray(counts)
+        if counts.ndim != 2:
+            raise ValueError(f"counts must be 2-dimensional, got shape {counts.shape}.")
+    check_matrix_type(counts)
     return counts
 
 
@@ -93,7 +91,7 @@ class PearsonResidualMatrix:
             if totals.shape[0] != size:
                 raise ValueError(f"{name} has {totals.shape[0]} entries, but the counts have {size}.")
             object.__setattr__(self, name, totals)
-        _check_theta_clip(self.theta, self.clip)
+        check_theta_clip(self.theta, self.clip)
         if self.block_bytes < 1:
             raise ValueError(f"block_bytes must be positive, got {self.block_bytes}.")
         object.__setattr__(self, "counts", counts)
@@ -105,7 +103,7 @@ class PearsonResidualMatrix:
         """Fit the offset model to ``counts``: float64 totals, ``clip=None`` gives ``sqrt(n_cells)``."""
         counts = _checked_counts(counts)
         clip = float(np.sqrt(counts.shape[0])) if clip is None else float(clip)
-        _check_theta_clip(theta, clip)
+        check_theta_clip(theta, clip)
         cell_totals, gene_totals = row_sums(counts), column_sums(counts)
         total = float(cell_totals.sum()) or 1.0
         return cls(counts, cell_totals, gene_totals, total, theta, clip)

@@ -10,7 +10,12 @@ from anndata import AnnData
 from scipy import sparse
 
 from .._array._moments import row_sums
-from .._array._pearson import DEFAULT_CHUNK_SIZE, PearsonResidualMatrix, pearson_residuals_matrix
+from .._array._pearson import (
+    DEFAULT_CHUNK_SIZE,
+    PearsonResidualMatrix,
+    check_theta_clip,
+    pearson_residuals_matrix,
+)
 from .._validation import check_counts, check_matrix_type, get_matrix, store_params
 from ._utils import check_copy_inplace, select_matrix, set_matrix
 
@@ -102,10 +107,7 @@ def pearson_residuals(
       it valid, changing or subsetting the counts' genes does not.
     """
     check_copy_inplace(copy, inplace)
-    if theta <= 0:
-        raise ValueError(f"Pearson residuals need theta > 0, got {theta}.")
-    if clip is not None and clip < 0:
-        raise ValueError(f"clip must be >= 0 or None, got {clip}.")
+    check_theta_clip(theta, clip)
     if dense not in (None, True, False):
         raise TypeError(f"dense must be True, False or None, got {dense!r}.")
     adata, matrix = select_matrix(adata, layer, copy=copy, modify=inplace, check=_check_pearson_counts)
