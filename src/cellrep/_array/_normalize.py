@@ -189,7 +189,7 @@ def normalize_rows(
             elif is_csc(matrix):  # a CSC row is a minor index
                 multiply_minor(matrix.data, matrix.indices, factors, log, log_scale, out)
             else:
-                multiply_major(matrix.data, matrix.indptr, factors, False, log_scale, out)
+                multiply_major(matrix.data, matrix.indptr, factors, out)
         else:
             totals = np.empty(matrix.shape[0], dtype=np.float64)
             if is_csr(matrix):

@@ -77,7 +77,7 @@ def scale_matrix(matrix, *, zero_center: bool = True, max_value: float | None = 
             if is_csr(matrix):
                 multiply_minor(matrix.data, matrix.indices, factors, False, 1.0, out)
             else:
-                multiply_major(matrix.data, matrix.indptr, factors, False, 1.0, out)
+                multiply_major(matrix.data, matrix.indptr, factors, out)
             if max_value is not None:
                 clip_values(out, lower, upper)
     return with_values(matrix, out, copy=copy), mean, std, implicit_center

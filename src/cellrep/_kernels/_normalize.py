@@ -178,15 +178,11 @@ def normalize_dense_rows(x, target_sum, apply_log, log_scale, out, sums):
 
 
 @numba.njit(parallel=True, cache=True)
-def multiply_major(data, indptr, factors, apply_log, log_scale, out):
+def multiply_major(data, indptr, factors, out):
     """``out[j] = data[j] * factors[i]`` for stored entries of major ``i`` (CSR row, CSC column)."""
     for i in numba.prange(indptr.size - 1):
         start, stop = indptr[i], indptr[i + 1]
-        if apply_log:
-            max_count = _sum_and_max_count(data[start:stop])[1]
-            _log_normalize_values(data[start:stop], factors[i], log_scale, max_count, out[start:stop])
-        else:
-            _scale(data[start:stop], factors[i], out[start:stop])
+        _scale(data[start:stop], factors[i], out[start:stop])
 
 
 @numba.njit(parallel=True, cache=True)
