@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from functools import partial
 
 import numpy as np
 from anndata import AnnData
@@ -24,8 +25,8 @@ METHOD = "pearson_residuals"
 TOTALS_RTOL = 1e-6
 
 
-def _check_pearson_counts(matrix) -> None:
-    scan = check_counts(matrix, "the data", require_integer=False)
+def _check_pearson_counts(matrix, adata: AnnData | None = None) -> None:
+    scan = check_counts(matrix, "the data", require_integer=False, adata=adata)
     if scan is not None and scan.n_non_integer:
         warnings.warn(
             "pearson_residuals expects raw counts, but non-integer values were found.",
@@ -110,7 +111,8 @@ def pearson_residuals(
     check_theta_clip(theta, clip)
     if dense not in (None, True, False):
         raise TypeError(f"dense must be True, False or None, got {dense!r}.")
-    adata, matrix = select_matrix(adata, layer, copy=copy, modify=inplace, check=_check_pearson_counts)
+    check = partial(_check_pearson_counts, adata=adata if layer is None else None)
+    adata, matrix = select_matrix(adata, layer, copy=copy, modify=inplace, check=check)
     if dense is None:
         dense = not sparse.issparse(matrix)
     if not dense:

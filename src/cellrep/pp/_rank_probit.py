@@ -59,7 +59,8 @@ def rank_probit(
     (``np.asarray(result)`` gives the dense values), or an ndarray when ``dense``.
     """
     matrix = get_matrix(adata, layer)
-    check_counts(matrix, "the data" if layer is None else f"layer {layer!r}", require_integer=False)
+    what = "the data" if layer is None else f"layer {layer!r}"
+    check_counts(matrix, what, require_integer=False, adata=adata if layer is None else None)
     result = rank_probit_matrix(matrix, l2_normalize=l2_normalize, dtype=dtype, n_threads=n_threads)
     if not inplace:
         return result.toarray() if dense else result
