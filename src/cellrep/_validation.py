@@ -40,11 +40,8 @@ def is_dask_array(matrix) -> bool:
 def check_matrix_type(matrix) -> None:
     """Raise a TypeError unless ``matrix`` is dense, CSR or CSC."""
     if is_dask_array(matrix):
-        raise TypeError(
-            "dask arrays are not supported by cellrep's kernels yet. Load the data into memory first "
-            "(for example `adata.X = adata.X.compute()`), process it in batches of cells, or use the "
-            "scanpy equivalent, which supports dask."
-        )
+        check_dask_layout(matrix)
+        return
     if isinstance(matrix, np.ndarray):
         return
     if sparse.issparse(matrix) and matrix.format in ("csr", "csc"):
@@ -55,6 +52,29 @@ def check_matrix_type(matrix) -> None:
     raise TypeError(
         f"Expected {SUPPORTED_MATRIX_TYPES}, got {kind}. Convert it first, for example with `.tocsr()`."
     )
+
+
+def check_dask_layout(matrix) -> None:
+    """Raise a TypeError unless a dask array is 2-D, chunked along cells only, with dense or CSR chunks."""
+    meta = getattr(matrix, "_meta", None)
+    if matrix.ndim != 2:
+        raise TypeError(f"Expected a 2-dimensional dask array (cells × genes), got {matrix.ndim} dimensions.")
+    if sparse.issparse(meta) and meta.format != "csr":
+        raise TypeError(
+            f"The dask array has {meta.format.upper()} chunks, but cellrep reads cells (rows) from CSR or dense "
+            "chunks. Convert every chunk first: `x = x.map_blocks(scipy.sparse.csr_matrix)`."
+        )
+    if not (sparse.issparse(meta) or isinstance(meta, np.ndarray)):
+        raise TypeError(
+            f"The dask array has chunks of type {type(meta).__name__}; cellrep needs numpy or scipy CSR chunks "
+            "(for example `x.map_blocks(scipy.sparse.csr_matrix)`)."
+        )
+    if len(matrix.chunks[1]) > 1:
+        raise TypeError(
+            f"The dask array is chunked along genes ({len(matrix.chunks[1])} gene chunks), but cellrep works on "
+            "whole cells. Rechunk along cells only: `x = x.rechunk({1: -1})` (or chunks=(n_cells_per_chunk, -1) "
+            "when reading)."
+        )
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,10 @@ def scan_values(matrix) -> ValueScan:
     # imported here so that numba loads on first use, not on `import cellrep`
     from ._kernels._validation import scan_flat, scan_rows
 
+    if is_dask_array(matrix):
+        # a lazy matrix is not read here (that would cost a pass): each chunk runs the same
+        # check when it is computed, see cellrep._array._dask
+        return ValueScan(0, 0, 0)
     values = matrix.data if sparse.issparse(matrix) else np.asarray(matrix)
     if values.dtype.kind not in "fiub":
         raise TypeError(
@@ -125,7 +149,9 @@ def check_counts(matrix, what: str = "the data", *, require_integer: bool = True
 
 
 def warn_empty_cells(row_totals: np.ndarray, *, stacklevel: int = 3) -> None:
-    """Warn, as scanpy does, when some cells have zero total counts."""
+    """Warn, as scanpy does, when some cells have zero total counts (not for lazy totals, which are not computed)."""
+    if is_dask_array(row_totals):
+        return
     n_empty = int(np.sum(np.asarray(row_totals) == 0))
     if n_empty:
         warnings.warn(

@@ -20,12 +20,14 @@ import pandas as pd
 
 from .._kernels._hvg import blocked_csr_batch_moments, blocked_dense_batch_moments, csc_batch_moments
 from .._settings import numba_threads
+from ._dispatch import array_function
 from ._moments import is_csc, is_csr
 
 SEURAT_V3_FLAVORS = ("seurat_v3", "seurat_v3_paper")
 DISPERSION_FLAVORS = ("seurat", "cell_ranger")
 
 
+@array_function
 def batch_moments(
     matrix,
     batches: np.ndarray,

@@ -230,11 +230,9 @@ class PearsonResidualMatrix:
     def __rmatmul__(self, left) -> np.ndarray:
         return self.rmatmul(np.asarray(left).T).T
 
-    def column_mean_var(
-        self, *, ddof: int = 1, n_threads: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-gene mean and variance (float64) of the residuals, from float64 blocks."""
-        n_cells, n_genes = self.shape
+    def column_sums_squares(self, *, n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-gene sums and sums of squares (float64) of the residuals, from float64 blocks."""
+        n_genes = self.shape[1]
         sums, squares = np.zeros(n_genes), np.zeros(n_genes)
         for span, block in self._blocks(np.float64, n_threads):
             if self._genes_major:
@@ -243,6 +241,14 @@ class PearsonResidualMatrix:
             else:
                 sums += block.sum(axis=0)
                 squares += np.einsum("ij,ij->j", block, block)
+        return sums, squares
+
+    def column_mean_var(
+        self, *, ddof: int = 1, n_threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-gene mean and variance (float64) of the residuals, from float64 blocks."""
+        n_cells = self.shape[0]
+        sums, squares = self.column_sums_squares(n_threads=n_threads)
         mean = sums / max(n_cells, 1)
         variance = (squares - n_cells * mean**2) / max(n_cells - ddof, 1)
         return mean, np.maximum(variance, 0.0)

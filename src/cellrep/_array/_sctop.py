@@ -9,6 +9,7 @@ from scipy import linalg, sparse
 
 from .._kernels._sctop import csr_group_mean_fractions_float32
 from .._settings import numba_threads
+from ._dispatch import array_function
 from ._offset import OffsetSparseMatrix
 from ._rank_probit import as_csr, rank_probit_matrix
 
@@ -160,6 +161,7 @@ def projection_weights(basis: np.ndarray, type_names=None) -> np.ndarray:
     return linalg.solve_triangular(triangular, orthonormal.T, lower=False).T
 
 
+@array_function
 def project_onto_basis(values: OffsetSparseMatrix | np.ndarray, weights: np.ndarray) -> np.ndarray:
     """scTOP scores ``values @ weights`` (cells × types, float64) without densifying ``values``.
 
