@@ -24,14 +24,25 @@ from scipy import sparse
 import dask
 
 from .._validation import check_counts, check_finite
-from ._dask_blocks import DaskRowBlocks, block_threads, blockwise_sum, map_row_blocks, meta_like
+from ._dask_blocks import DaskRowBlocks, block_threads, blockwise_sum, map_row_blocks, meta_like, row_bounds
 from ._hvg import batch_moments
 from ._moments import column_sums, grouped_column_moments, row_sums
 from ._normalize import log1p_matrix, median_library_size, normalize_rows, output_dtype
 from ._offset import OffsetSparseMatrix, offset_matrix
+from ._pearson import (
+    PearsonResidualMatrix,
+    implicit_pearson_residuals,
+    pearson_residual_matrix,
+    pearson_residuals_matrix,
+)
 from ._rank_probit import rank_probit_matrix
 from ._scale import column_mean_std, scale_columns, scale_matrix
-from ._sctop import project_onto_basis
+from ._sctop import (
+    add_group_fractions_float32,
+    fraction_sums_to_means,
+    group_mean_fractions_float32,
+    project_onto_basis,
+)
 
 _check_nonnegative = partial(check_counts, require_integer=False)
 
@@ -242,3 +253,75 @@ def _(values, weights) -> np.ndarray:
     return map_row_blocks(
         project_onto_basis.in_memory, values, weights.shape[1], np.float64, weights=weights
     ).compute()
+
+
+def _pearson_chunk(counts, cell_totals, *, gene_totals, total, theta, clip):
+    return PearsonResidualMatrix(
+        _checked(_check_nonnegative, counts), cell_totals, gene_totals, total, theta, clip
+    )
+
+
+class DaskPearsonResiduals(DaskRowBlocks):
+    """A :class:`PearsonResidualMatrix` over dask counts: each chunk of cells is one in memory."""
+
+    @property
+    def counts(self) -> da.Array:
+        return self.array
+
+    @property
+    def cell_totals(self) -> np.ndarray:
+        return np.asarray(self.row_values)
+
+    def __getattr__(self, name):  # gene_totals, total, theta, clip: the model shared by every chunk
+        if name in ("gene_totals", "total", "theta", "clip"):
+            return self.make_block.keywords[name]
+        raise AttributeError(name)
+
+    def toarray(self) -> np.ndarray:
+        """The dense residuals (computes the whole matrix: small data only)."""
+        return self.dense().compute()
+
+    def dense(self) -> da.Array:
+        """The dense residuals as a lazy dask array (cells × genes, same cell chunks)."""
+        return map_row_blocks(PearsonResidualMatrix.toarray, self, self.shape[1], self.dtype)
+
+
+@pearson_residual_matrix.register(da.Array)
+def _(counts, cell_totals, gene_totals, total, theta, clip) -> DaskPearsonResiduals:
+    model = {"gene_totals": np.asarray(gene_totals, dtype=np.float64), "total": float(total)}
+    model.update(theta=float(theta), clip=float(clip))
+    dtype = np.float32 if counts.dtype == np.float32 else np.float64
+    return DaskPearsonResiduals(counts, partial(_pearson_chunk, **model), cell_totals, dtype=dtype)
+
+
+@implicit_pearson_residuals.register(da.Array)
+def _(counts, *, theta=100.0, clip=None) -> DaskPearsonResiduals:
+    """Totals in one pass over the counts (computed), residuals per chunk when needed."""
+    clip = float(np.sqrt(counts.shape[0])) if clip is None else float(clip)
+    cell_totals, gene_totals = dask.compute(
+        stats.sum(counts, axis=1, dtype=np.float64), stats.sum(counts, axis=0, dtype=np.float64)
+    )
+    total = float(cell_totals.sum()) or 1.0
+    return pearson_residual_matrix(counts, cell_totals, gene_totals, total, theta, clip)
+
+
+@pearson_residuals_matrix.register(da.Array)
+def _(matrix, *, theta=100.0, clip=None, chunk_size=None, copy=False) -> da.Array:
+    return implicit_pearson_residuals(matrix, theta=theta, clip=clip).dense()
+
+
+def _add_chunk_fractions(sums, chunk, group_codes):
+    with block_threads():
+        return add_group_fractions_float32(_checked(_check_nonnegative, chunk), group_codes, sums.copy())
+
+
+@group_mean_fractions_float32.register(da.Array)
+def _(matrix, group_codes, n_groups, *, n_threads=None) -> np.ndarray:
+    """The chunks are added in turn (a chain, not a tree): the float32 rounding is that of one pass in cell order."""
+    group_codes = np.asarray(group_codes)
+    sums = np.zeros((n_groups, matrix.shape[1]), dtype=np.float32)
+    bounds = row_bounds(matrix)
+    for index, chunk in enumerate(matrix.to_delayed().ravel()):
+        codes = group_codes[bounds[index] : bounds[index + 1]]
+        sums = dask.delayed(_add_chunk_fractions, pure=True)(sums, chunk, codes)
+    return fraction_sums_to_means(dask.compute(sums)[0], group_codes)

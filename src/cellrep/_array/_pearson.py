@@ -19,6 +19,7 @@ from scipy import sparse
 from .._kernels._pearson import pearson_dense_block, pearson_sparse_block
 from .._settings import numba_threads
 from .._validation import check_matrix_type
+from ._dispatch import array_function
 from ._moments import column_sums, is_csc, row_sums
 from ._normalize import stored_values
 
@@ -273,6 +274,7 @@ class PearsonResidualMatrix:
         )
 
 
+@array_function
 def pearson_residuals_matrix(
     matrix,
     *,
@@ -314,3 +316,18 @@ def pearson_residuals_matrix(
     for start in range(0, target.shape[0], chunk_size):
         residuals.fill(start, target[start : start + chunk_size])
     return out
+
+
+@array_function
+def implicit_pearson_residuals(counts, *, theta: float = 100.0, clip: float | None = None) -> PearsonResidualMatrix:
+    """The residuals of ``counts`` kept implicit: :meth:`PearsonResidualMatrix.from_counts` (a dask-backed
+    equivalent for dask counts, see :mod:`cellrep._array._dask`)."""
+    return PearsonResidualMatrix.from_counts(counts, theta=theta, clip=clip)
+
+
+@array_function
+def pearson_residual_matrix(
+    counts, cell_totals: np.ndarray, gene_totals: np.ndarray, total: float, theta: float, clip: float
+) -> PearsonResidualMatrix:
+    """The implicit residuals of ``counts`` under a fitted model (totals, theta, clip), in memory or dask-backed."""
+    return PearsonResidualMatrix(counts, cell_totals, gene_totals, total, theta, clip)
