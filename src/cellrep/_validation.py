@@ -42,6 +42,12 @@ def check_matrix_type(matrix) -> None:
     if is_dask_array(matrix):
         check_dask_layout(matrix)
         return
+    if type(matrix).__module__.startswith(("anndata._core.sparse_dataset", "h5py", "zarr")):
+        raise TypeError(
+            "The data is a backed (on-disk) array, as `read_h5ad(path, backed='r')` gives; cellrep reads "
+            "on-disk data as a dask array instead: `adata = cr.read_lazy(path)` (chunks of cells, "
+            "`anndata.experimental.read_elem_lazy`), or load it with `adata = adata.to_memory()` if it fits."
+        )
     if isinstance(matrix, np.ndarray):
         return
     if sparse.issparse(matrix) and matrix.format in ("csr", "csc"):
