@@ -61,7 +61,7 @@ def read_lazy(path: str | PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> 
     def eager(key):
         return read_elem(store[key]) if key in store else None
 
-    layers = store["layers"] if "layers" in store else {}
+    layers = store.get("layers", {})
     return AnnData(
         X=lazy(store["X"]) if "X" in store else None,
         obs=eager("obs"),

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
+from tests.conftest import make_adata, synthetic_counts
 
 import cellrep as cr
-from tests.conftest import make_adata, synthetic_counts
 
 da = pytest.importorskip("dask.array")
 
@@ -133,7 +133,13 @@ def test_select_genes_anova(kind):
 
 @pytest.mark.parametrize(
     ("flavor", "batch_key"),
-    [("seurat", None), ("cell_ranger", None), ("seurat_v3", None), ("seurat_v3", "cell_type"), ("seurat", "cell_type")],
+    [
+        ("seurat", None),
+        ("cell_ranger", None),
+        ("seurat_v3", None),
+        ("seurat_v3", "cell_type"),
+        ("seurat", "cell_type"),
+    ],
 )
 def test_select_genes_hvg(kind, flavor, batch_key):
     expected, lazy = pair(kind, n_cells=400, n_genes=120)
@@ -182,7 +188,9 @@ def test_pca_of_implicit_matrices(kind):
     for key in ("pca_rank_probit", "pca_pearson_residuals", "X_pca"):
         assert_same(expected.obsm[key], lazy.obsm[key])
         uns_key = "pca" if key == "X_pca" else key
-        np.testing.assert_allclose(lazy.uns[uns_key]["variance"], expected.uns[uns_key]["variance"], rtol=RTOL)
+        np.testing.assert_allclose(
+            lazy.uns[uns_key]["variance"], expected.uns[uns_key]["variance"], rtol=RTOL
+        )
 
 
 @pytest.mark.parametrize(

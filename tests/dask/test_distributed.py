@@ -12,9 +12,9 @@ import warnings
 import numpy as np
 import pytest
 from scipy import sparse
+from tests.conftest import make_adata, synthetic_counts
 
 import cellrep as cr
-from tests.conftest import make_adata, synthetic_counts
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -61,7 +61,10 @@ def test_linear_pipeline_on_two_worker_processes(client):
     assert isinstance(ref_lazy.obsm["X_linear"], da.Array)
     expected = ref.obsm["X_linear"]  # float32 counts: equal to float32 rounding of the largest value
     np.testing.assert_allclose(
-        np.asarray(ref_lazy.obsm["X_linear"].compute()), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max()
+        np.asarray(ref_lazy.obsm["X_linear"].compute()),
+        expected,
+        rtol=1e-5,
+        atol=1e-5 * np.abs(expected).max(),
     )
     np.testing.assert_allclose(query_lazy.obsm["cell_type_proba"], query.obsm["cell_type_proba"], atol=1e-5)
     assert (query_lazy.obs["cell_type_pred"] == query.obs["cell_type_pred"]).all()

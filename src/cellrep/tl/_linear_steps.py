@@ -144,16 +144,17 @@ def column_statistics(values) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 0, std, 1.0)
 
 
-def _dense_rows(values, rows: slice) -> np.ndarray:
-    block = values[rows]
-    return np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64)
-
-
 def clipped_standardized(
     values, means: np.ndarray, scales: np.ndarray, max_value: float, rows: slice
 ) -> np.ndarray:
     """Dense ``clip((values[rows] - means) / scales, -max_value, max_value)`` for a block of rows."""
-    return np.clip((_dense_rows(values, rows) - means) / scales, -max_value, max_value)
+    block = values[rows]
+    # a fresh float64 block, then in place: one block of memory, not four
+    block = block.toarray() if hasattr(block, "toarray") else np.array(block)
+    block = block.astype(np.float64, copy=False)
+    block -= means
+    block /= scales
+    return np.clip(block, -max_value, max_value, out=block)
 
 
 @array_function
