@@ -51,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         nargs="+",
         default=list(DEFAULT_METHODS),
-        choices=sorted(METHODS),
+        choices=[*sorted(METHODS), "all"],
         metavar="METHOD",
-        help=f"methods to run; available: {', '.join(sorted(METHODS))}",
+        help=f"methods to run ('all': every method but scvi, scanvi, cellencoder); available: {', '.join(sorted(METHODS))}",
     )
     bench.add_argument(
         "--tasks",
