@@ -25,9 +25,9 @@ COUNT_TOLERANCE = 1e-6
 UPCAST_DTYPES = {np.dtype(np.float16): np.float32, np.dtype(np.bool_): np.float32}
 SUPPORTED_DTYPES = "float32, float64, float16 or bool (converted to float32), and the signed and unsigned integer types"
 BACKED_ADVICE = (
-    "Load it into memory with `adata = adata.to_memory()` (or `anndata.read_h5ad(path)` without backed=), "
-    "or subset first (`adata[cells].to_memory()`); for data larger than memory, read X lazily as a dask array "
-    "(`anndata.experimental.read_elem_lazy`, see docs/scale-out.md)."
+    "Load it into memory with `adata = adata.to_memory()` if it fits (or subset first: "
+    "`adata[cells].to_memory()`), or read the file lazily as a dask array of cell chunks, which cellrep "
+    "processes chunk by chunk: `adata = cr.read_lazy(path)` (`anndata.experimental.read_elem_lazy`)."
 )
 
 
@@ -68,7 +68,7 @@ def as_kernel_input(matrix):
       gives the result of the canonical matrix.
     """
     check_matrix_type(matrix)
-    if is_dask_array(matrix):  # pragma: no cover - dask support is dispatched elsewhere
+    if is_dask_array(matrix):  # lazy: chunks are read by the dask dispatch (cellrep._array._dask)
         return matrix
     dtype = matrix.dtype
     if dtype.kind not in "fiub":
@@ -94,23 +94,45 @@ def is_dask_array(matrix) -> bool:
 def check_matrix_type(matrix) -> None:
     """Raise a TypeError unless ``matrix`` is dense, CSR or CSC."""
     if is_dask_array(matrix):
+        check_dask_layout(matrix)
+        return
+    if type(matrix).__module__.startswith(("anndata._core.sparse_dataset", "h5py", "zarr")):
         raise TypeError(
-            "dask arrays are not supported by cellrep's kernels yet. Load the data into memory first "
-            "(for example `adata.X = adata.X.compute()`), process it in batches of cells, or use the "
-            "scanpy equivalent, which supports dask."
+            f"The data is a backed (on-disk) array, as `read_h5ad(path, backed='r')` gives. {BACKED_ADVICE}"
         )
     if isinstance(matrix, np.ndarray):
         return
     if sparse.issparse(matrix) and matrix.format in ("csr", "csc"):
         return
-    if type(matrix).__module__.split(".")[0] in ("h5py", "anndata"):
-        raise TypeError(f"The data are backed (still on disk, {type(matrix).__name__}). {BACKED_ADVICE}")
     kind = (
         f"a scipy sparse {matrix.format.upper()} matrix" if sparse.issparse(matrix) else type(matrix).__name__
     )
     raise TypeError(
         f"Expected {SUPPORTED_MATRIX_TYPES}, got {kind}. Convert it first, for example with `.tocsr()`."
     )
+
+
+def check_dask_layout(matrix) -> None:
+    """Raise a TypeError unless a dask array is 2-D, chunked along cells only, with dense or CSR chunks."""
+    meta = getattr(matrix, "_meta", None)
+    if matrix.ndim != 2:
+        raise TypeError(f"Expected a 2-dimensional dask array (cells × genes), got {matrix.ndim} dimensions.")
+    if sparse.issparse(meta) and meta.format != "csr":
+        raise TypeError(
+            f"The dask array has {meta.format.upper()} chunks, but cellrep reads cells (rows) from CSR or dense "
+            "chunks. Convert every chunk first: `x = x.map_blocks(scipy.sparse.csr_matrix)`."
+        )
+    if not (sparse.issparse(meta) or isinstance(meta, np.ndarray)):
+        raise TypeError(
+            f"The dask array has chunks of type {type(meta).__name__}; cellrep needs numpy or scipy CSR chunks "
+            "(for example `x.map_blocks(scipy.sparse.csr_matrix)`)."
+        )
+    if len(matrix.chunks[1]) > 1:
+        raise TypeError(
+            f"The dask array is chunked along genes ({len(matrix.chunks[1])} gene chunks), but cellrep works on "
+            "whole cells. Rechunk along cells only: `x = x.rechunk({1: -1})` (or chunks=(n_cells_per_chunk, -1) "
+            "when reading)."
+        )
 
 
 @dataclass(frozen=True)
@@ -131,6 +153,10 @@ def scan_values(matrix) -> ValueScan:
     # imported here so that numba loads on first use, not on `import cellrep`
     from ._kernels._validation import scan_flat, scan_rows
 
+    if is_dask_array(matrix):
+        # a lazy matrix is not read here (that would cost a pass): each chunk runs the same
+        # check when it is computed, see cellrep._array._dask
+        return ValueScan(0, 0, 0)
     values = matrix.data if sparse.issparse(matrix) else np.asarray(matrix)
     if values.dtype.kind not in "fiub":
         raise TypeError(
@@ -216,7 +242,9 @@ def check_counts(matrix, what: str = "the data", *, require_integer: bool = True
 
 
 def warn_empty_cells(row_totals: np.ndarray, *, stacklevel: int = 3) -> None:
-    """Warn, as scanpy does, when some cells have zero total counts."""
+    """Warn, as scanpy does, when some cells have zero total counts (not for lazy totals, which are not computed)."""
+    if is_dask_array(row_totals):
+        return
     n_empty = int(np.sum(np.asarray(row_totals) == 0))
     if n_empty:
         warnings.warn(

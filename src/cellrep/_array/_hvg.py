@@ -20,6 +20,7 @@ import pandas as pd
 
 from .._kernels._hvg import blocked_csr_batch_moments, blocked_dense_batch_moments, csc_batch_moments
 from .._settings import numba_threads
+from ._dispatch import array_function
 from ._moments import is_csc, is_csr
 
 SEURAT_V3_FLAVORS = ("seurat_v3", "seurat_v3_paper")
@@ -44,6 +45,7 @@ def check_batch_sizes(n_cells: np.ndarray, batch_names: list[str]) -> None:
         )
 
 
+@array_function
 def batch_moments(
     matrix,
     batches: np.ndarray,

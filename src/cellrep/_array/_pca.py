@@ -16,6 +16,7 @@ from scipy import linalg
 from sklearn.utils.extmath import svd_flip
 from threadpoolctl import threadpool_limits
 
+from ._dispatch import array_function
 from ._pca_operator import CenteredScaledOperator, build_operator, column_mean_var
 
 MIN_OVERSAMPLES = 14
@@ -240,6 +241,7 @@ def randomized_pca(
     return components, operator.matmat(components.T)
 
 
+@array_function
 def pca_matrix(
     matrix,
     *,
@@ -316,6 +318,7 @@ def pca_matrix(
     return PCAResult(scores, components, variance, variance_ratio, mean, scale, whiten)
 
 
+@array_function
 def project_onto_pcs(matrix, result: PCAResult, *, n_threads: int | None = None) -> np.ndarray:
     """Scores of new cells in a fitted PCA: ``((X − mean) / scale) @ components.T`` (÷ ``sqrt(variance)`` if whitened).
 

@@ -16,23 +16,29 @@ from pathlib import Path
 DEFAULT_OUT = "cellrep_benchmark"
 DEFAULT_LABELS = "cell_type"
 EMBEDDED_LABELS = "bulk_labels"
-# kept equal to cellrep.benchmark.TASKS by tests/benchmark/test_cli.py (importing it here would slow --help)
-KNOWN_TASKS = ("within", "leave_one_batch_out", "cross_dataset", "cross_species")
+# kept equal to the harness's TASKS / DEFAULT_TASKS by tests/benchmark/test_cli.py (importing them would slow --help)
+KNOWN_TASKS = ("within", "leave_one_batch_out", "cross_dataset", "cross_species", "novel_type")
+DEFAULT_TASKS = ("within", "leave_one_batch_out", "cross_dataset", "cross_species")
 EXIT_BAD_INPUT = 2
 EXIT_FAILED_FITS = 1
 
 METHODS_HELP = (
-    "methods to run (default: the default set, see below; `--list-methods` prints every available "
+    "methods to run, or 'all' (default: the default set, see below; --list-methods prints every "
     "method with its description)"
 )
+# tests/benchmark/test_cli.py checks that this names exactly the harness's DEFAULT_METHODS
 EPILOG = """\
 default method set:
-  Every method marked default in cellrep.benchmark.METHODS: each cellrep linear variant
-  (normalization log, pearson or rank_probit, then a logreg, knn, centroid or local_logreg
-  classifier on its embedding), cellrep_default, cellrep_sctop, and the peers a user would
-  otherwise pick (scanpy's standard pipeline, the sctop package). cellrep_default is
-  cr.tl.transfer_labels with its default settings: the pipeline cellrep recommends. Slow
-  peers (scvi, the cell encoder) run only when named in --methods.
+  cellrep_default  cr.tl.transfer_labels with its default settings: the pipeline cellrep
+                   recommends (log normalization, linear embedding, logistic regression)
+  souza_mehta      the Souza-Mehta recipe (rank_probit, linear embedding, logistic regression)
+  scanpy           scanpy's standard pipeline + logistic regression
+  sctop            the sctop package
+  celltypist       CellTypist trained on the reference
+  singler          SingleR with the reference as its reference
+  '--methods all' adds every cellrep variant (normalization log, pearson or rank_probit, then a
+  logreg, knn, centroid or local_logreg classifier) and the other fast peers; the learned models
+  (scvi, scanvi, cellencoder) run only when named.
 
 exit status:
   0 every fit succeeded; 1 some fits failed (listed on stderr, counted in the last line);
@@ -88,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tasks",
         nargs="+",
         metavar="TASK",
-        help=f"tasks among {', '.join(KNOWN_TASKS)} (default: all of them that the inputs allow)",
+        help=f"tasks among {', '.join(KNOWN_TASKS)} (default: {' '.join(DEFAULT_TASKS)}, those the inputs allow)",
     )
     bench.add_argument(
         "--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of the stratified 80/20 splits (default: 0 1 2)"
@@ -117,7 +123,7 @@ def resolve_arguments(args: argparse.Namespace) -> argparse.Namespace:
 
     if args.methods is None:
         args.methods = list(DEFAULT_METHODS)
-    unknown = [name for name in args.methods if name not in METHODS]
+    unknown = [name for name in args.methods if name not in METHODS and name != "all"]
     if unknown:
         raise InputError(
             f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(sorted(METHODS))} "
@@ -125,7 +131,7 @@ def resolve_arguments(args: argparse.Namespace) -> argparse.Namespace:
         )
     args.tasks_given = args.tasks is not None
     if args.tasks is None:
-        args.tasks = list(KNOWN_TASKS)
+        args.tasks = list(DEFAULT_TASKS)
     unknown = [name for name in args.tasks if name not in KNOWN_TASKS]
     if unknown:
         raise InputError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_TASKS)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from functools import partial
 
+import numpy as np
 from anndata import AnnData
 
 from .._array._normalize import (
@@ -100,7 +101,7 @@ def normalize_total(
         return result
     set_matrix(adata, result, layer)
     if key_added is not None:
-        adata.obs[key_added] = totals / used_target
+        adata.obs[key_added] = np.asarray(totals) / used_target
     store_params(
         adata, "normalize_total", {"target_sum": used_target, "layer": layer, "key_added": key_added}
     )

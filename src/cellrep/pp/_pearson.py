@@ -8,13 +8,15 @@ from functools import partial
 
 import numpy as np
 from anndata import AnnData
-from scipy import sparse
 
+from .._array._dispatch import is_sparse_matrix
 from .._array._moments import row_sums
 from .._array._pearson import (
     DEFAULT_CHUNK_SIZE,
     PearsonResidualMatrix,
     check_theta_clip,
+    implicit_pearson_residuals,
+    pearson_residual_matrix,
     pearson_residuals_matrix,
 )
 from .._validation import check_counts, check_matrix_type, get_matrix, store_params
@@ -114,9 +116,9 @@ def pearson_residuals(
     check = partial(_check_pearson_counts, adata=adata if layer is None else None)
     adata, matrix = select_matrix(adata, layer, copy=copy, modify=inplace, check=check)
     if dense is None:
-        dense = not sparse.issparse(matrix)
+        dense = not is_sparse_matrix(matrix)
     if not dense:
-        residuals = PearsonResidualMatrix.from_counts(matrix, theta=theta, clip=clip)
+        residuals = implicit_pearson_residuals(matrix, theta=theta, clip=clip)
         if not inplace:
             return residuals
         cell_key, gene_key = _total_keys(key_added)
@@ -200,7 +202,7 @@ def get_pearson_residuals(adata: AnnData, key: str = "pearson_residuals") -> Pea
             f"`cr.pp.pearson_residuals(adata, key_added={key!r})` on the raw counts; to keep only some "
             "genes of the residuals, subset the result: `cr.pp.get_pearson_residuals(adata)[:, genes]`."
         )
-    return PearsonResidualMatrix(
+    return pearson_residual_matrix(
         counts,
         cell_totals,
         adata.var[gene_key].to_numpy(np.float64),

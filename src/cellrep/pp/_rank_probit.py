@@ -6,7 +6,7 @@ import numpy as np
 from anndata import AnnData
 from scipy import sparse
 
-from .._array._offset import OffsetSparseMatrix
+from .._array._offset import OffsetSparseMatrix, offset_matrix
 from .._array._rank_probit import rank_probit_matrix
 from .._validation import check_counts, get_matrix, store_params
 
@@ -100,7 +100,7 @@ def get_rank_probit(adata: AnnData, key: str = "rank_probit") -> OffsetSparseMat
     layer = get_matrix(adata, key)
     offset_key = f"{key}_offset"
     if offset_key in adata.obs:
-        return OffsetSparseMatrix(sparse.csr_matrix(layer), adata.obs[offset_key].to_numpy())
+        return offset_matrix(layer, adata.obs[offset_key].to_numpy())
     if sparse.issparse(layer):
         raise ValueError(
             f"adata.obs[{offset_key!r}] is missing, so layer {key!r} is not a complete rank_probit result. "
