@@ -146,7 +146,7 @@ def run_cellrep(path: Path, args, client) -> tuple[dict, np.ndarray]:
     timed(times, "pca (krylov) + scores", lambda: pca("krylov"))
     timed(times, "pca (covariance_eigh) + scores", lambda: pca("covariance_eigh"))
     variance = np.asarray(selected.uns["pca"]["variance"])
-    del selected
+    selected.X = None  # free the persisted genes on the workers
     counts = cr.read_lazy(path, chunk_size=args.chunk_size)
     half = counts.n_obs // 2
     ref, query = counts[:half].copy(), counts[half:].copy()
