@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of the stratified 80/20 splits"
     )
+    bench.add_argument(
+        "--encoder-minutes",
+        type=float,
+        default=1.0,
+        help="CPU minutes of CellEncoder pretraining per split (methods cellencoder*)",
+    )
     bench.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -89,6 +95,9 @@ def benchmark_command(args) -> int:
     from ._report import results_table, write_outputs
     from ._run import run_benchmark
 
+    from ._encoder_methods import set_encoder_minutes
+
+    set_encoder_minutes(args.encoder_minutes)
     data, labels_key, name, query, query_name = _load(args)
     results = run_benchmark(
         data,
