@@ -158,14 +158,17 @@ def test_select_genes_hvg(kind, flavor, batch_key):
             assert (left.astype(str) == right.astype(str)).all(), column
 
 
+@pytest.mark.parametrize("solver", ["krylov", "covariance_eigh"])
 @pytest.mark.parametrize(
     "options", [{}, {"standardize": True}, {"zero_center": False}, {"whiten": True}], ids=str
 )
-def test_pca(kind, options):
+def test_pca(kind, options, solver):
+    """Both dask solvers; at this size the in-memory Krylov space is the whole gene space (exact)."""
     expected, lazy = pair(kind, n_cells=400, n_genes=90)
     for adata in (expected, lazy):
         cr.pp.log_normalize(adata)
-        cr.tl.pca(adata, n_comps=12, **options)
+    cr.tl.pca(expected, n_comps=12, **options)
+    cr.tl.pca(lazy, n_comps=12, solver=solver, **options)
     assert isinstance(lazy.obsm["X_pca"], da.Array)
     assert isinstance(lazy.varm["PCs"], np.ndarray)
     assert_same(expected.obsm["X_pca"], lazy.obsm["X_pca"])
@@ -256,3 +259,42 @@ def test_sctop_score(kind):
         cr.tl.sctop_score(query, expected)
     assert_same(expected.obsm["X_sctop"], lazy.obsm["X_sctop"])
     assert (lazy.obs["sctop_label"] == expected.obs["sctop_label"]).all()
+
+
+def test_pca_krylov_matches_in_memory_beyond_the_basis(kind):
+    """More genes than the Krylov basis holds: the dask Krylov solver follows the same iteration."""
+    expected, lazy = pair(kind, n_cells=500, n_genes=300)
+    for adata in (expected, lazy):
+        cr.pp.log_normalize(adata)
+    cr.tl.pca(expected, n_comps=5, n_threads=1)
+    cr.tl.pca(lazy, n_comps=5, solver="krylov")
+    assert_same(expected.obsm["X_pca"], lazy.obsm["X_pca"])
+    np.testing.assert_allclose(lazy.uns["pca"]["variance"], expected.uns["pca"]["variance"], rtol=RTOL)
+
+
+def test_pca_solver_errors():
+    _, lazy = pair("csr_matrix")
+    with pytest.raises(ValueError, match="dask arrays"):
+        cr.tl.pca(make_adata(lazy.X.compute()), n_comps=5, solver="covariance_eigh")
+    cr.pp.rank_probit(lazy)
+    with pytest.raises(ValueError, match="plain dask arrays"):
+        cr.tl.pca(lazy, layer="rank_probit", n_comps=5, solver="covariance_eigh")
+
+
+def test_layout_errors_say_how_to_rechunk():
+    counts = sparse.csr_matrix(synthetic_counts(200, 40).astype(np.float64))
+    gene_chunked = make_adata(da.from_array(counts, chunks=(50, 20), asarray=False))
+    with pytest.raises(TypeError, match=r"rechunk\(\{1: -1\}\)"):
+        cr.pp.log_normalize(gene_chunked)
+    csc_chunks = make_adata(da.from_array(counts.tocsc(), chunks=(50, -1), asarray=False))
+    with pytest.raises(TypeError, match="map_blocks"):
+        cr.tl.pca(csc_chunks, n_comps=5)
+
+
+def test_bad_values_raise_when_the_chunk_is_computed():
+    counts = synthetic_counts(200, 40).astype(np.float64)
+    counts[150, 3] = -1.0
+    adata = make_adata(to_dask(counts, 50))
+    cr.pp.log_normalize(adata)  # lazy: nothing read yet
+    with pytest.raises(ValueError, match="negative values"):
+        adata.X.compute()

@@ -1,6 +1,6 @@
 """PCA of dask-backed matrices: the block-Krylov solver with distributed products, or a Gram matrix.
 
-``solver='krylov'`` (default) is the in-memory solver of :mod:`cellrep._array._pca` with its
+``solver='krylov'`` is the in-memory solver of :mod:`cellrep._array._pca` with its
 products distributed: each Krylov step is one pass that adds the per-chunk ``A_bᵀ (A_b Q)``
 (genes × block width) in a tree, so the cells never meet on one machine. Centring and
 scaling stay implicit (:class:`~cellrep._array._pca_operator.CenteredScaledOperator` on each
@@ -12,7 +12,9 @@ cells, read once), ``n_power_iter + 1`` Krylov steps.
 ``solver='covariance_eigh'`` is scanpy's dask solver: one pass adds the per-chunk genes × genes
 Gram matrices ``X_bᵀ X_b`` and column sums, then a dense ``eigh``; it holds a genes × genes
 float64 matrix per task, so it is meant for selected genes (a few thousand), and for plain
-matrices (not rank-probit or Pearson residuals).
+matrices (not rank-probit or Pearson residuals). Its eigenvectors are exact, and one pass
+instead of ``n_power_iter + 3`` matters on dask, where every pass reads (and normalizes) the
+data again: ``solver='auto'`` (default) picks it up to ``COVARIANCE_MAX_GENES`` genes.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ from ._pca import (
 )
 from ._pca_operator import build_operator, column_mean_var, column_sums_squares, mean_var_from_sums
 
-SOLVERS = ("krylov", "covariance_eigh")
+SOLVERS = ("auto", "krylov", "covariance_eigh")
+# 'auto' takes the one-pass Gram solver up to this many genes (a genes × genes float64 matrix
+# per task: 128 MiB at 4096), the Krylov solver beyond and for implicit matrices
+COVARIANCE_MAX_GENES = 4096
 
 
 def _checked_block(block):
@@ -112,15 +117,8 @@ def _block_gram(block):
     return values.T @ values, values.sum(axis=0)
 
 
-def _covariance_top_vectors(matrix, n_vectors, center, scale):
-    """Top eigenvectors of ``AᵀA`` from the exact genes × genes Gram matrix (one pass)."""
-    if matrix.make_block is not None:
-        raise ValueError(
-            "solver='covariance_eigh' works on plain dask arrays only; use solver='krylov' for rank-probit "
-            "values or Pearson residuals."
-        )
-    gram, sums = blockwise_sum(_block_gram, matrix)
-    n_rows = matrix.shape[0]
+def _covariance_top_vectors(gram, sums, n_rows, n_vectors, center, scale):
+    """Top eigenvectors of ``AᵀA`` and its eigenvalues, from the raw Gram matrix ``XᵀX`` and column sums."""
     if center is not None:
         gram = gram - np.outer(center, sums) - np.outer(sums, center) + n_rows * np.outer(center, center)
     if scale is not None:
@@ -145,9 +143,13 @@ def _(
     n_oversamples=None,
     n_power_iter=DEFAULT_POWER_ITERATIONS,
     n_threads=None,
-    solver="krylov",
+    solver="auto",
 ):
-    """:func:`cellrep._array._pca.pca_matrix` of a dask-backed matrix; the scores stay lazy."""
+    """:func:`cellrep._array._pca.pca_matrix` of a dask-backed matrix; the scores stay lazy.
+
+    ``solver``: ``'krylov'``, ``'covariance_eigh'`` or ``'auto'`` (the Gram matrix for plain
+    matrices of up to ``COVARIANCE_MAX_GENES`` genes, Krylov otherwise); see the module docstring.
+    """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
     matrix = as_row_blocks(matrix)
@@ -156,7 +158,20 @@ def _(
         raise ValueError(
             f"n_comps={n_comps} is out of range: it must be between 1 and min(n_cells, n_genes) = {min(n_rows, n_cols)}."
         )
-    column_mean, column_variance = column_mean_var(matrix, ddof=1)
+    if solver == "auto":
+        solver = (
+            "covariance_eigh" if matrix.make_block is None and n_cols <= COVARIANCE_MAX_GENES else "krylov"
+        )
+    if solver == "covariance_eigh":
+        if matrix.make_block is not None:
+            raise ValueError(
+                "solver='covariance_eigh' works on plain dask arrays only; use solver='krylov' for rank-probit "
+                "values or Pearson residuals."
+            )
+        gram, sums = blockwise_sum(_block_gram, matrix)  # the column moments come with it
+        column_mean, column_variance = mean_var_from_sums(sums, np.diag(gram).copy(), n_rows, ddof=1)
+    else:
+        column_mean, column_variance = column_mean_var(matrix, ddof=1)
     if standardize and scale is None:
         std = np.sqrt(column_variance)
         scale = np.where(std > 0, std, 1.0)
@@ -167,7 +182,7 @@ def _(
     centring = {"center": mean, "scale": scale}
 
     if solver == "covariance_eigh":
-        vectors, sums_of_squares = _covariance_top_vectors(matrix, n_comps, mean, scale)
+        vectors, sums_of_squares = _covariance_top_vectors(gram, sums, n_rows, n_comps, mean, scale)
     else:
         width = block_width(n_comps, n_oversamples, min(n_rows, n_cols))
         rng = np.random.default_rng(random_state)

@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     bench.add_argument("--list-methods", action="store_true", help="print the available methods and exit")
     bench.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    bench.add_argument(
+        "--encoder-minutes",
+        type=float,
+        default=1.0,
+        help="CPU minutes of CellEncoder pretraining per split (methods cellencoder*; default: 1.0)",
+    )
     return parser
 
 
@@ -170,9 +176,11 @@ def benchmark_command(args) -> int:
     check_output_folder(args.out, overwrite=args.overwrite)
     first_run = not _kernels_cached()  # before the input checks run (and cache) the first kernel
     inputs = load_inputs(args)
+    from ._encoder_methods import set_encoder_minutes
     from ._report import results_table, write_outputs
     from ._run import run_benchmark
 
+    set_encoder_minutes(args.encoder_minutes)
     options = {
         "tasks": args.tasks,
         "dataset": inputs.name,

@@ -13,7 +13,7 @@ TIME_BOUNDED_MAX_EPOCHS = 100_000
 MIN_STEPS_PER_EPOCH = 4
 SCVI_TRAIN_SIZE = 0.9
 SPARSE_WARNINGS = (".*[Ss]parse CSR tensor support is in beta.*", ".*Sparse invariant checks are implicitly disabled.*")
-LIGHTNING_RANK_ZERO_LOGGER = "lightning.fabric.utilities.rank_zero"
+LIGHTNING_RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 
 
 @dataclasses.dataclass
@@ -70,13 +70,15 @@ class _DropLitLoggerTip(logging.Filter):
 @contextlib.contextmanager
 def quiet_training():
     """Hide Lightning's litlogger advertisement and torch's sparse-CSR beta warning."""
-    logger = logging.getLogger(LIGHTNING_RANK_ZERO_LOGGER)
+    loggers = [logging.getLogger(name) for name in LIGHTNING_RANK_ZERO_LOGGERS]
     tip_filter = _DropLitLoggerTip()
-    logger.addFilter(tip_filter)
+    for logger in loggers:
+        logger.addFilter(tip_filter)
     try:
         with warnings.catch_warnings():
             for message in SPARSE_WARNINGS:
                 warnings.filterwarnings("ignore", message=message, category=UserWarning)
             yield
     finally:
-        logger.removeFilter(tip_filter)
+        for logger in loggers:
+            logger.removeFilter(tip_filter)

@@ -83,6 +83,7 @@ def pca(
     random_state: int = 0,
     n_threads: int | None = None,
     copy: bool = False,
+    solver: str = "auto",
 ) -> AnnData | None:
     """Principal component analysis that never builds a dense centred cells × genes matrix.
 
@@ -134,6 +135,11 @@ def pca(
         Thread limit of the numba kernels (default ``cellrep.settings.n_threads``).
     copy
         Work on and return a copy of ``adata``.
+    solver
+        ``'auto'`` or ``'krylov'`` (the solver above). For a dask array (chunks of cells; the scores
+        stay a lazy dask array), ``'covariance_eigh'`` adds the chunks' genes × genes Gram matrices in
+        one pass, as scanpy's dask PCA, and ``'auto'`` takes it for plain data of up to 4096 genes:
+        every pass over a lazy matrix reads it again, and Krylov needs ``n_power_iter + 3`` of them.
 
     Returns
     -------
@@ -157,6 +163,7 @@ def pca(
         mean=None if zero_center else implicit_center,
         random_state=random_state,
         n_threads=n_threads,
+        solver=solver,
     )
     if copy:
         adata = adata.copy()
@@ -173,6 +180,7 @@ def pca(
         "whiten": whiten,
         "layer": layer,
         "random_state": random_state,
+        "solver": solver,
         "offset_key": _offset_key(layer) if hasattr(matrix, "row_offsets") else None,
         "implicit_center": implicit_center is not None,
         "use_highly_variable": False,
