@@ -217,7 +217,8 @@ def _warm_up(inputs, args, *, first_run: bool) -> None:
     if subset is None:
         return
     split = make_splits(subset, inputs.labels_key, tasks=["within"], dataset="warm-up", seeds=[0])[0]
-    methods = resolve_methods(args.methods)
+    # the slow learned models compile nothing with numba; warming them up would only double their cost
+    methods = [method for method in resolve_methods(args.methods) if not method.slow]
     description = "compiling numba kernels (first run only)" if first_run else "warm-up"
     with tqdm(methods, desc=description, unit="method", disable=args.no_progress) as bar:
         for method in bar:
