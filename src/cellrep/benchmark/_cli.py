@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="output folder")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from ._annotate import add_annotate_parser
+
+    add_annotate_parser(commands)
     return parser
 
 
@@ -117,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "benchmark":
         return benchmark_command(args)
+    if args.command == "annotate":
+        from ._annotate import annotate_command
+
+        return annotate_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
