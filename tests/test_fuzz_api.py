@@ -34,7 +34,21 @@ ATOL = 2e-4
 FORMATS = ("dense", "csr_matrix", "csc_matrix", "csr_array")
 DTYPES = (np.float16, np.float32, np.float64, np.int32, np.int64, np.uint16, np.bool_)
 # words of advice every error message of the public API contains at least one of
-ADVICE = ("pass", "use", "run", "convert", "drop", "check", "remove", "choose", "load", "fill", "filter", "lower", "make")
+ADVICE = (
+    "pass",
+    "use",
+    "run",
+    "convert",
+    "drop",
+    "check",
+    "remove",
+    "choose",
+    "load",
+    "fill",
+    "filter",
+    "lower",
+    "make",
+)
 
 
 def _split_duplicates(matrix):
@@ -101,7 +115,8 @@ def awkward_anndata(draw):
         warnings.simplefilter("ignore")
         adata = ad.AnnData(matrix, obs=obs, var=var)
         reference = ad.AnnData(counts.copy(), obs=obs.copy(), var=var.copy())
-        if draw(st.booleans()):  # a view of most cells
+        # a view of most cells (scipy cannot index float16 sparse matrices, so no views of those)
+        if draw(st.booleans()) and not (dtype is np.float16 and matrix_format != "dense"):
             keep = np.arange(n_cells) != draw(st.integers(0, n_cells - 1))
             adata, reference = adata[keep], reference[keep].copy()
     return adata, reference
@@ -112,7 +127,9 @@ def _fresh(adata):
     if sparse.issparse(adata.X) and adata.X.dtype == np.float16:
         matrix = adata.X.astype(np.float32)
         matrix.data = matrix.data.astype(np.float16)
-        return ad.AnnData(matrix, obs=adata.obs.copy(), var=adata.var.copy(), uns=copy.deepcopy(dict(adata.uns)))
+        return ad.AnnData(
+            matrix, obs=adata.obs.copy(), var=adata.var.copy(), uns=copy.deepcopy(dict(adata.uns))
+        )
     return adata.copy()
 
 
@@ -163,7 +180,13 @@ def _state(adata) -> bytes:
     """Everything a failed call must leave unchanged, bit for bit."""
     matrix = adata.X
     if sparse.issparse(matrix):
-        x = (type(matrix).__name__, matrix.dtype.str, matrix.data.tobytes(), matrix.indices.tobytes(), matrix.indptr.tobytes())
+        x = (
+            type(matrix).__name__,
+            matrix.dtype.str,
+            matrix.data.tobytes(),
+            matrix.indices.tobytes(),
+            matrix.indptr.tobytes(),
+        )
     else:
         x = (type(matrix).__name__, matrix.dtype.str, np.ascontiguousarray(matrix).tobytes())
     return pickle.dumps((x, dict(adata.layers), adata.obs, adata.var, dict(adata.uns)))
@@ -185,14 +208,18 @@ def test_public_api_on_awkward_anndata(data, name):
     function = CALLS[name]
     expected, expected_error = _outcome(function, _fresh(reference))
     before = _state(adata)
-    got, error = _outcome(function, _fresh(adata) if name in ("normalize_total", "log1p", "log_normalize", "scale") else adata)
+    got, error = _outcome(
+        function, _fresh(adata) if name in ("normalize_total", "log1p", "log_normalize", "scale") else adata
+    )
     if error is not None:
         assert _state(adata) == before, f"{name} changed its input before raising {error!r}"
         assert expected_error is not None, f"{name} raised {error!r} but works on the canonical float64 copy"
         assert type(error) is type(expected_error), (error, expected_error)
         assert any(word in str(error).lower() for word in ADVICE), f"{name}: no advice in {error}"
         return
-    assert expected_error is None, f"{name} succeeded on awkward input but raised {expected_error!r} on the canonical copy"
+    assert expected_error is None, (
+        f"{name} succeeded on awkward input but raised {expected_error!r} on the canonical copy"
+    )
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=name)
 
 

@@ -21,7 +21,7 @@ def test_readme_has_the_examples():
 
 def run_block(code: str) -> dict:
     namespace: dict = {"__name__": "__readme__"}
-    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(code, str(README), "exec"), namespace)
     return namespace
 
 
@@ -29,7 +29,8 @@ def run_block(code: str) -> dict:
 def test_offline_block_runs(index):
     namespace = run_block(BLOCKS[index])
     counts = namespace["counts"]
-    assert "X_sctop" in counts.obsm and "sctop_label" in counts.obs
+    assert "X_sctop" in counts.obsm
+    assert "sctop_label" in counts.obs
     assert "X_umap" in namespace["adata"].obsm
 
 
@@ -42,7 +43,9 @@ def test_download_block_runs_on_the_local_copy(index, monkeypatch):
         pytest.skip("../shared/data is absent")
     import cellrep.datasets
 
-    monkeypatch.setattr(cellrep.datasets, "baron_pancreas", lambda species, **kwargs: ad.read_h5ad(files[species]))
+    monkeypatch.setattr(
+        cellrep.datasets, "baron_pancreas", lambda species, **kwargs: ad.read_h5ad(files[species])
+    )
     namespace = run_block(BLOCKS[index])
     predictions = namespace["mouse"].obs[["cell_type_pred", "cell_type_confidence"]]
     assert predictions["cell_type_pred"].notna().mean() > 0.5

@@ -135,7 +135,9 @@ def split_duplicates(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
     order = np.argsort(np.concatenate([rows, rows]), kind="stable")
     data = pieces[order]
     indices = np.concatenate([matrix.indices, matrix.indices])[order]
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(np.concatenate([rows, rows]), minlength=matrix.shape[0]))])
+    indptr = np.concatenate(
+        [[0], np.cumsum(np.bincount(np.concatenate([rows, rows]), minlength=matrix.shape[0]))]
+    )
     split = sparse.csr_matrix((data, indices, indptr), shape=matrix.shape)
     assert not split.has_canonical_format
     return split
@@ -151,7 +153,9 @@ def test_log_normalize_of_duplicate_entries_is_that_of_the_canonical_matrix():
     adata = make_adata(split)
     cr.pp.log_normalize(adata, target_sum=10)
     np.testing.assert_allclose(adata.X.toarray()[0], [2.037, 0, 1.466, 0], atol=1e-3)
-    np.testing.assert_allclose(adata.X.toarray(), np.log1p(dense / dense.sum(1, keepdims=True) * 10), rtol=1e-6)
+    np.testing.assert_allclose(
+        adata.X.toarray(), np.log1p(dense / dense.sum(1, keepdims=True) * 10), rtol=1e-6
+    )
     # the user's matrix object was not modified in place
     for before, after in zip(stored, (split.data, split.indices, split.indptr), strict=True):
         np.testing.assert_array_equal(before, after)
@@ -197,9 +201,11 @@ def _results(adata):
     results["pca"] = np.abs(run(cr.tl.pca, n_comps=3).obsm["X_pca"])
     results["sctop"] = cr.tl.sctop_basis(fresh(), labels_key="cell_type", inplace=False).to_numpy()
     embedded = run(cr.tl.linear_embedding, labels_key="cell_type", n_genes=20, n_comps=3)
-    results["linear_embedding"] = np.abs(embedded.obsm[[k for k in embedded.obsm if k.startswith("X_")][0]])
-    return {name: np.asarray(value.toarray() if sparse.issparse(value) else value, dtype=np.float64)
-            for name, value in results.items()}
+    results["linear_embedding"] = np.abs(embedded.obsm[next(k for k in embedded.obsm if k.startswith("X_"))])
+    return {
+        name: np.asarray(value.toarray() if sparse.issparse(value) else value, dtype=np.float64)
+        for name, value in results.items()
+    }
 
 
 @pytest.mark.parametrize("kind", ["duplicates", "unsorted", "csc_duplicates"])
@@ -297,8 +303,12 @@ def test_near_integer_counts_are_accepted_within_the_tolerance(matrix_format):
 
     counts = synthetic_counts().astype(np.float64)
     noisy = counts + np.where(counts > 0, 1e-7, 0.0)  # 1 + 1e-7 and the like
-    got = cr.pp.select_genes(make_adata(as_format(noisy, matrix_format)), method="hvg", n_top=10, inplace=False)
-    expected = cr.pp.select_genes(make_adata(as_format(counts, matrix_format)), method="hvg", n_top=10, inplace=False)
+    got = cr.pp.select_genes(
+        make_adata(as_format(noisy, matrix_format)), method="hvg", n_top=10, inplace=False
+    )
+    expected = cr.pp.select_genes(
+        make_adata(as_format(counts, matrix_format)), method="hvg", n_top=10, inplace=False
+    )
     np.testing.assert_array_equal(got["highly_variable"], expected["highly_variable"])
     validation.check_counts(as_format(noisy, matrix_format))
     assert validation.COUNT_TOLERANCE == 1e-6

@@ -23,7 +23,9 @@ SUPPORTED_MATRIX_TYPES = "a numpy ndarray or a scipy CSR/CSC matrix or array"
 COUNT_TOLERANCE = 1e-6
 # dtypes the numba kernels do not compile for, and the dtype they are converted to (exactly)
 UPCAST_DTYPES = {np.dtype(np.float16): np.float32, np.dtype(np.bool_): np.float32}
-SUPPORTED_DTYPES = "float32, float64, float16 or bool (converted to float32), and the signed and unsigned integer types"
+SUPPORTED_DTYPES = (
+    "float32, float64, float16 or bool (converted to float32), and the signed and unsigned integer types"
+)
 BACKED_ADVICE = (
     "Load it into memory with `adata = adata.to_memory()` if it fits (or subset first: "
     "`adata[cells].to_memory()`), or read the file lazily as a dask array of cell chunks, which cellrep "
@@ -35,7 +37,9 @@ def stored_matrix(adata, layer: str | None = None):
     """``adata.X`` or ``adata.layers[layer]`` exactly as stored, with a clear error for a wrong layer or backed data."""
     if layer is None:
         if getattr(adata, "isbacked", False):
-            raise TypeError(f"adata is backed (read with backed='r'), so adata.X is still on disk. {BACKED_ADVICE}")
+            raise TypeError(
+                f"adata is backed (read with backed='r'), so adata.X is still on disk. {BACKED_ADVICE}"
+            )
         if adata.X is None:
             raise ValueError("adata.X is None; pass `layer=` naming the layer that holds the data.")
         return adata.X
@@ -195,7 +199,11 @@ def count_non_integer(matrix, tolerance: float = COUNT_TOLERANCE) -> int:
         return 0
     values = values.astype(np.float64, copy=False)
     with np.errstate(invalid="ignore"):
-        return int(np.count_nonzero(~(np.abs(values - np.rint(values)) <= tolerance * np.maximum(1.0, np.abs(values)))))
+        return int(
+            np.count_nonzero(
+                ~(np.abs(values - np.rint(values)) <= tolerance * np.maximum(1.0, np.abs(values)))
+            )
+        )
 
 
 def raw_counts_hint(adata) -> str:
@@ -281,9 +289,12 @@ def check_labels(adata, labels_key: str, *, min_cells_per_class: int = 2) -> np.
             stacklevel=3,
         )
         usable &= ~labels.astype(str).isin(rare).to_numpy()
-    if pd.unique(labels[usable].astype(str)).size < 2:
+    n_classes = pd.unique(labels[usable].astype(str)).size
+    if n_classes < 2:
         raise ValueError(
-            f"{labels_key!r} needs at least two classes with {min_cells_per_class} or more cells each."
+            f"{labels_key!r} needs at least two classes with {min_cells_per_class} or more cells each, but has "
+            f"{n_classes} (missing labels and smaller classes are ignored). Check that labels_key names the cell "
+            "types, or pass data with more labelled cells."
         )
     return usable
 

@@ -1,6 +1,11 @@
+import subprocess
+import sys
+
+import numpy as np
 import pandas as pd
 import pytest
 
+from cellrep.benchmark import _cli
 from cellrep.benchmark._cli import build_parser, main, parse_arguments
 
 
@@ -81,14 +86,6 @@ def test_parser_defaults_and_errors():
 
 # --- issue 11: the command line checks its inputs before the first fit --------------------------------------
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-import anndata as ad  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cellrep.benchmark import _cli  # noqa: E402
-
 
 def run_cli(argv, capsys):
     """``(exit status, stdout, stderr)`` of ``cellrep`` with ``argv``."""
@@ -111,7 +108,11 @@ def assert_one_line_error(code, err, fragment):
 @pytest.fixture
 def files(labelled, human_mouse, tmp_path):
     human, mouse = human_mouse
-    paths = {"data": tmp_path / "data.h5ad", "human": tmp_path / "human.h5ad", "mouse": tmp_path / "mouse.h5ad"}
+    paths = {
+        "data": tmp_path / "data.h5ad",
+        "human": tmp_path / "human.h5ad",
+        "mouse": tmp_path / "mouse.h5ad",
+    }
     labelled.write_h5ad(paths["data"])
     human.write_h5ad(paths["human"])
     mouse.write_h5ad(paths["mouse"])
@@ -138,17 +139,32 @@ def bad_inputs(paths):
         "missing query file": (["--data", data, "--query", "nope.h5ad"], "--query nope.h5ad: no such file"),
         "not AnnData": (["--data", str(paths["not_anndata"])], "is not a readable AnnData .h5ad file"),
         "missing label column": (["--data", data, "--labels", "nope"], "has no obs column 'nope'"),
-        "fewer than 2 classes of 2 cells": (["--data", str(paths["one_class"])], "1 class(es) with at least 2 cells"),
-        "log data in X": (["--data", str(paths["logged"])], "raw integer counts are needed; the benchmark needs raw counts: pass --layer"),
+        "fewer than 2 classes of 2 cells": (
+            ["--data", str(paths["one_class"])],
+            "1 class(es) with at least 2 cells",
+        ),
+        "log data in X": (
+            ["--data", str(paths["logged"])],
+            "raw integer counts are needed; the benchmark needs raw counts: pass --layer",
+        ),
         "missing layer": (["--data", data, "--layer", "raw"], "has no layer 'raw'"),
         "cross_dataset without query": (["--data", data, "--tasks", "cross_dataset"], "needs --query"),
         "cross_species without orthologs": (
             ["--data", human, "--query", mouse, "--tasks", "cross_species"],
             "cross_species needs --orthologs",
         ),
-        "orthologs without query": (["--data", human, "--orthologs", "mouse_ortholog"], "--orthologs needs --query"),
-        "orthologs not a column": (["--data", human, "--query", mouse, "--orthologs", "nope"], "not a var column"),
-        "query without cross task": (["--data", human, "--query", mouse, "--tasks", "within"], "only used by the cross tasks"),
+        "orthologs without query": (
+            ["--data", human, "--orthologs", "mouse_ortholog"],
+            "--orthologs needs --query",
+        ),
+        "orthologs not a column": (
+            ["--data", human, "--query", mouse, "--orthologs", "nope"],
+            "not a var column",
+        ),
+        "query without cross task": (
+            ["--data", human, "--query", mouse, "--tasks", "within"],
+            "only used by the cross tasks",
+        ),
         "unknown method": (["--data", data, "--methods", "nope"], "unknown method(s) nope"),
         "unknown task": (["--data", data, "--tasks", "nope"], "unknown task(s) nope"),
     }
@@ -175,7 +191,7 @@ def bad_inputs(paths):
 )
 def test_bad_input_gives_one_line_and_exit_2(files, capsys, case):
     argv, fragment = bad_inputs(files)[case]
-    code, out, err = run_cli(["benchmark", *argv, "--out", str(files["out"]), "--no-progress"], capsys)
+    code, _out, err = run_cli(["benchmark", *argv, "--out", str(files["out"]), "--no-progress"], capsys)
     assert_one_line_error(code, err, fragment)
     assert not files["out"].exists()  # nothing was run or written
 
@@ -199,11 +215,29 @@ def test_layer_and_overwrite_and_failed_method_exit_1(files, capsys, monkeypatch
     def broken_fit(train, labels_key, seed):
         raise RuntimeError("kaput")
 
-    monkeypatch.setitem(_methods.METHODS, "broken", _methods.Method("broken", broken_fit, lambda m, t: None, default=False))
+    monkeypatch.setitem(
+        _methods.METHODS, "broken", _methods.Method("broken", broken_fit, lambda m, t: None, default=False)
+    )
     files["out"].mkdir()
     (files["out"] / "old.txt").write_text("old")
-    argv = ["benchmark", "--data", str(files["logged"]), "--layer", "counts", "--methods", "cellrep_log_centroid",
-            "broken", "--tasks", "within", "--seeds", "0", "--out", str(files["out"]), "--overwrite", "--no-progress"]
+    argv = [
+        "benchmark",
+        "--data",
+        str(files["logged"]),
+        "--layer",
+        "counts",
+        "--methods",
+        "cellrep_log_centroid",
+        "broken",
+        "--tasks",
+        "within",
+        "--seeds",
+        "0",
+        "--out",
+        str(files["out"]),
+        "--overwrite",
+        "--no-progress",
+    ]
     code, out, err = run_cli(argv, capsys)
     assert code == 1
     assert "error: broken failed: RuntimeError: kaput" in err
@@ -229,7 +263,17 @@ def test_help_is_lazy_and_explains_the_defaults():
     assert heavy_line == "[]"
     assert "cellrep_default  cr.tl.transfer_labels with its default settings" in help_text
     assert "(default: None)" not in help_text
-    for option in ("--data", "--labels", "--layer", "--query", "--orthologs", "--batch-key", "--tasks", "--seeds", "--out"):
+    for option in (
+        "--data",
+        "--labels",
+        "--layer",
+        "--query",
+        "--orthologs",
+        "--batch-key",
+        "--tasks",
+        "--seeds",
+        "--out",
+    ):
         block = help_text.split(f"  {option}", 1)[1].split("\n  --", 1)[0]
         assert block.count("default") == 1, (option, block)
 
@@ -241,7 +285,11 @@ def test_static_help_matches_the_harness():
     assert tuple(_cli.KNOWN_TASKS) == tuple(TASKS)
     assert tuple(_cli.DEFAULT_TASKS) == tuple(DEFAULT_TASKS)
     listed = _cli.EPILOG.split("default method set:\n")[1].split("\n  '--methods all'")[0]
-    names = [line.split()[0] for line in listed.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    names = [
+        line.split()[0]
+        for line in listed.splitlines()
+        if line.startswith("  ") and not line.startswith("   ")
+    ]
     assert sorted(names) == sorted(DEFAULT_METHODS)
 
 

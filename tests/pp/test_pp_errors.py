@@ -126,7 +126,10 @@ def test_seurat_v3_with_three_or_fewer_varying_genes_does_not_crash(n_varying):
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-c", HVG_SCRIPT.format(n_varying=n_varying)], capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", HVG_SCRIPT.format(n_varying=n_varying)],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"in the data only {n_varying} distinct gene means vary" in result.stdout
@@ -139,7 +142,9 @@ def test_seurat_v3_with_few_varying_genes_says_what_to_do(n_varying):
     counts[:, :n_varying] = np.random.default_rng(0).poisson(3.0, size=(40, n_varying))
     adata = make_adata(counts)
     adata.obs["batch"] = "only"
-    with pytest.raises(ValueError, match=r"in batch 'only' of obs\['batch'\] only \d+ distinct gene means vary") as error:
+    with pytest.raises(
+        ValueError, match=r"in batch 'only' of obs\['batch'\] only \d+ distinct gene means vary"
+    ) as error:
         cr.pp.select_genes(adata, method="hvg", batch_key="batch")
     assert "svddc" not in str(error.value)
     assert "flavor='seurat'" in str(error.value)
@@ -149,7 +154,9 @@ def test_cell_ranger_with_small_batches_gives_a_result():
     """pandas raised "Bin edges must be unique" for a batch of <= 5 cells; equal edges are now merged."""
     adata = batched_counts([40, 4, 3])
     cr.pp.log_normalize(adata)
-    result = cr.pp.select_genes(adata, method="hvg", flavor="cell_ranger", batch_key="batch", n_top=10, inplace=False)
+    result = cr.pp.select_genes(
+        adata, method="hvg", flavor="cell_ranger", batch_key="batch", n_top=10, inplace=False
+    )
     assert result["highly_variable"].sum() == 10
     assert np.isfinite(result["means"]).all()
     # without batches the bins (and so the values) are those scanpy computes on the same data
@@ -158,4 +165,6 @@ def test_cell_ranger_with_small_batches_gives_a_result():
     single = adata[adata.obs["batch"] == "b0"].copy()
     ours = cr.pp.select_genes(single, method="hvg", flavor="cell_ranger", n_top=10, inplace=False)
     theirs = sc.pp.highly_variable_genes(single, flavor="cell_ranger", n_top_genes=10, inplace=False)
-    np.testing.assert_allclose(ours["dispersions_norm"], theirs["dispersions_norm"], rtol=1e-4, atol=1e-3)  # float32 data
+    np.testing.assert_allclose(
+        ours["dispersions_norm"], theirs["dispersions_norm"], rtol=1e-4, atol=1e-3
+    )  # float32 data

@@ -204,7 +204,11 @@ def _check_loess_input(mean: np.ndarray, variance: np.ndarray, batch_name: str, 
 
 
 def _expected_variance(
-    mean: np.ndarray, variance: np.ndarray, span: float, batch_name: str = "the data", flavor: str = "seurat_v3"
+    mean: np.ndarray,
+    variance: np.ndarray,
+    span: float,
+    batch_name: str = "the data",
+    flavor: str = "seurat_v3",
 ) -> np.ndarray:
     """Variance a degree-2 loess of log10 variance on log10 mean predicts for each gene.
 

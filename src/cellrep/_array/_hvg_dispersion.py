@@ -117,8 +117,8 @@ def _dispersion_statistics(
 def _mean_bins(mean: np.ndarray, flavor: str, n_bins: int) -> pd.Categorical:
     """``n_bins`` equal-width bins (``'seurat'``) or bins at every 5th percentile from the 10th.
 
-    Equal percentiles (few genes or cells, many equal means) would be empty bins; they are
-    merged (``duplicates='drop'`` gives every gene the same bin), where scanpy raises pandas'
+    Equal percentiles (few genes or cells, many equal means) only bound empty bins, so they
+    are dropped (``duplicates='drop'``; no gene changes bin) where scanpy raises pandas'
     "Bin edges must be unique".
     """
     if flavor == "seurat":

@@ -48,7 +48,9 @@ def read_anndata(path: Path, option: str):
     try:
         return ad.read_h5ad(path)
     except Exception as error:  # h5py and anndata raise many kinds for a file that is not AnnData
-        raise InputError(f"{option} {path} is not a readable AnnData .h5ad file ({type(error).__name__}: {error})") from error
+        raise InputError(
+            f"{option} {path} is not a readable AnnData .h5ad file ({type(error).__name__}: {error})"
+        ) from error
 
 
 def check_labels_column(adata, labels_key: str, option: str) -> None:
@@ -95,20 +97,32 @@ def check_tasks(args, data, query) -> None:
             raise InputError("--orthologs needs --query (the dataset in the ortholog species)")
         if args.orthologs not in data.var.columns:
             columns = ", ".join(map(str, data.var.columns[:20])) or "none"
-            raise InputError(f"--orthologs {args.orthologs!r} is not a var column of --data (var columns: {columns})")
+            raise InputError(
+                f"--orthologs {args.orthologs!r} is not a var column of --data (var columns: {columns})"
+            )
         if "cross_dataset" in requested:
-            raise InputError("with --orthologs the cross task is cross_species; drop cross_dataset from --tasks")
+            raise InputError(
+                "with --orthologs the cross task is cross_species; drop cross_dataset from --tasks"
+            )
     elif "cross_species" in requested:
-        raise InputError("--tasks cross_species needs --orthologs (the var column of --data naming each gene's ortholog)")
+        raise InputError(
+            "--tasks cross_species needs --orthologs (the var column of --data naming each gene's ortholog)"
+        )
     if query is None and requested & set(CROSS_TASKS):
         raise InputError(f"--tasks {' '.join(sorted(requested & set(CROSS_TASKS)))} needs --query")
     if query is not None and args.tasks_given and not requested & set(CROSS_TASKS):
-        raise InputError("--query is only used by the cross tasks; add cross_dataset or cross_species to --tasks")
+        raise InputError(
+            "--query is only used by the cross tasks; add cross_dataset or cross_species to --tasks"
+        )
     if "leave_one_batch_out" in requested:
         if args.batch_key not in data.obs.columns:
-            raise InputError(f"--tasks leave_one_batch_out needs obs column --batch-key {args.batch_key!r} in --data")
+            raise InputError(
+                f"--tasks leave_one_batch_out needs obs column --batch-key {args.batch_key!r} in --data"
+            )
         if data.obs[args.batch_key].nunique() < 2:
-            raise InputError(f"--tasks leave_one_batch_out needs at least 2 batches in obs[{args.batch_key!r}]")
+            raise InputError(
+                f"--tasks leave_one_batch_out needs at least 2 batches in obs[{args.batch_key!r}]"
+            )
     if query is not None:
         shared = np.intersect1d(
             data.obs[args.labels_key_resolved].dropna().astype(str).unique(),
@@ -128,7 +142,11 @@ def load_inputs(args) -> Inputs:
 
         data, labels_key, name = pbmc68k_reduced_counts(), args.labels or EMBEDDED_LABELS, "pbmc68k_reduced"
     else:
-        data, labels_key, name = read_anndata(args.data, "--data"), args.labels or DEFAULT_LABELS, args.data.stem
+        data, labels_key, name = (
+            read_anndata(args.data, "--data"),
+            args.labels or DEFAULT_LABELS,
+            args.data.stem,
+        )
     args.labels_key_resolved = labels_key
     query = None if args.query is None else read_anndata(args.query, "--query")
     check_labels_column(data, labels_key, "--data")

@@ -61,6 +61,9 @@ def pearson_residuals(
     counts give float32 residuals, anything else float64 (scanpy 1.11 does the same with an
     explicit ``clip`` but returns float64 for float32 input with ``clip=None``). Genes or
     cells without any count get residual 0 (scanpy gives NaN there).
+    Float16 and bool data are read as float32, and sparse input with duplicate entries or
+    unsorted indices as its canonical form (a copy; the stored matrix is not modified).
+
 
     Almost no residual is zero, so the dense result of sparse counts is ``n_cells × n_genes``.
     Sparse counts are therefore not densified by default: the residuals stay **implicit**, a

@@ -30,6 +30,9 @@ def rank_probit(
     All zeros of a cell share one rank, so only the stored values are ranked (by counting for
     integer counts, O(nnz) per cell; by sorting otherwise, O(nnz log nnz)) and the result
     stays sparse: ``value = delta + offset`` with ``delta`` non-zero only where the input is.
+    Float16 and bool data are read as float32, and sparse input with duplicate entries or
+    unsorted indices as its canonical form (a copy; the stored matrix is not modified).
+
 
     Parameters
     ----------

@@ -68,6 +68,12 @@ def select_genes(
     of the data (the loess fit is scikit-misc's). ``'seurat_v3'`` (the default here) and
     ``'seurat_v3_paper'`` need raw integer counts, ``'seurat'`` and ``'cell_ranger'``
     log-normalized data (``'seurat'`` honours ``uns['log1p']['base']``).
+    Float16 and bool data are read as float32, and sparse input with duplicate entries or
+    unsorted indices as its canonical form (a copy; the stored matrix is not modified). A batch
+    with fewer than 2 cells, or (Seurat v3 flavours) with fewer than 20 distinct means among
+    its varying genes, raises a ValueError naming it before the loess runs (scikit-misc's loess
+    crashes or fails there); ``'cell_ranger'`` merges equal percentile bins of small batches
+    where scanpy raises pandas' "Bin edges must be unique".
 
     Parameters
     ----------
