@@ -26,7 +26,6 @@ from ..tl._transfer import DEFAULT_C, DEFAULT_LINEAR_KWARGS, DEFAULT_STANDARDIZE
 SCANPY_N_TOP_GENES = 2000
 SCANPY_N_COMPS = 50
 SCVI_MAX_EPOCHS = 20
-CELLENCODER_MAX_EPOCHS = 5
 
 
 @dataclass(frozen=True)
@@ -215,16 +214,6 @@ def _scvi_latent(train, seed: int):
     return model, model.get_latent_representation()
 
 
-def _cellencoder_latent(train, seed: int):
-    from .. import model as cellrep_model
-
-    train = train.copy()
-    cellrep_model.CellEncoder.setup_anndata(train)
-    encoder = cellrep_model.CellEncoder(train)
-    encoder.train(max_epochs=CELLENCODER_MAX_EPOCHS)
-    return encoder, encoder.get_latent_representation()
-
-
 def _latent_logreg_predict(fitted, test) -> np.ndarray:
     encoder, model = fitted
     # the model registers the query with its own setup (same genes as the training cells)
@@ -338,10 +327,10 @@ def _builtin_methods() -> dict[str, Method]:
         ),
         *_peer_methods(),
         _latent_method("scvi", _scvi_latent, f"scVI latent ({SCVI_MAX_EPOCHS} epochs)"),
-        _latent_method(
-            "cellencoder", _cellencoder_latent, f"cellrep CellEncoder ({CELLENCODER_MAX_EPOCHS} epochs)"
-        ),
     ]
+    from ._encoder_methods import encoder_methods
+
+    peers.extend(encoder_methods())
     methods.update({method.name: method for method in peers})
     return methods
 
