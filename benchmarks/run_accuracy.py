@@ -314,6 +314,8 @@ def main() -> None:
         cr.benchmark.METHODS["souza_mehta"],
         *candidate_settings(),
     ]
+    if args.quick:
+        settings = [method for method in settings if method.name in QUICK_SETTINGS]
     methods = settings + list(args.peers)
     datasets = [name for group in args.groups for name in GROUPS[group]]
     data = {name: load(name, args.data_dir, args.extra_dir) for name in datasets}
