@@ -22,6 +22,7 @@ predictions. Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +33,17 @@ import pandas as pd
 import torch
 from sklearn.metrics import f1_score
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+def _shared_data() -> Path:
+    """$CELLREP_SHARED_DATA, else the first ``shared/data`` folder above this checkout."""
+    if os.environ.get("CELLREP_SHARED_DATA"):
+        return Path(os.environ["CELLREP_SHARED_DATA"])
+    for folder in Path(__file__).resolve().parents:
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return Path("shared") / "data"
+
+
+DATA = _shared_data()
 METHODS = ["cellrep_default", "cellencoder_untrained", "cellencoder", "cellencoder_finetuned"]
 
 

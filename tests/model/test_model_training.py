@@ -201,3 +201,17 @@ def test_finetune_writes_predictions_like_transfer_labels():
     assert (query.obs["encoder_pred"].astype(str).to_numpy() == truth).mean() > 0.9
     with pytest.raises(ValueError, match="finetune"):
         pretrained.predict(query)
+
+
+def test_length_buckets_give_the_same_states_without_a_mask():
+    torch.manual_seed(0)
+    module = CellEncoderModule(30, n_layers=2, d_model=16, n_heads=2, max_seq_len=20).eval()
+    counts = torch.poisson(torch.full((12, 30), 0.5))
+    tokens = module.tokenize(counts)
+    assert tokens.padding_mask.any()
+    with torch.no_grad():
+        padded = module.encode(tokens)
+        module.length_buckets = True
+        bucketed = module.encode(tokens)
+    real = ~tokens.padding_mask
+    torch.testing.assert_close(bucketed[real], padded[real], rtol=1e-5, atol=1e-5)
