@@ -47,7 +47,9 @@ def main() -> None:
     from cellrep.model._module import CellEncoderModule
     from cellrep.model._trainingplan import CellEncoderTrainingPlan
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cuda' or 'cpu'")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1024, 2048, 4096])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per batch size (after one warm-up)")
@@ -81,13 +83,15 @@ def main() -> None:
         plan.memory_bytes = torch.cuda.get_device_properties(device).total_memory // 2
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
     start_all = time.perf_counter()
-    print("| batch | chunked | s / step | cells/s | peak memory (MB) |\n|---:|---|---:|---:|---:|", flush=True)
+    print(
+        "| batch | chunked | s / step | cells/s | peak memory (MB) |\n|---:|---|---:|---:|---:|", flush=True
+    )
     for batch_size in args.batch_sizes:
         batch = {"X": synthetic_batch(batch_size, args.genes, args.genes_per_cell, device)}
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
-        def step() -> None:
+        def step(batch=batch) -> None:
             optimizer.zero_grad()
             plan.compute_gradients(batch, torch.Tensor.backward)
             optimizer.step()

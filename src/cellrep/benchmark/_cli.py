@@ -92,10 +92,9 @@ def _load(args) -> tuple:
 
 
 def benchmark_command(args) -> int:
+    from ._encoder_methods import set_encoder_minutes
     from ._report import results_table, write_outputs
     from ._run import run_benchmark
-
-    from ._encoder_methods import set_encoder_minutes
 
     set_encoder_minutes(args.encoder_minutes)
     data, labels_key, name, query, query_name = _load(args)

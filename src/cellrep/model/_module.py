@@ -209,7 +209,9 @@ class CellEncoderModule(BaseModuleClass):
             states = self._encode(part)
             if hidden is None:
                 hidden = states.new_zeros((*tokens.gene_ids.shape, states.shape[-1]))
-            hidden = hidden.index_put((rows[:, None], torch.arange(length, device=rows.device)[None, :]), states)
+            hidden = hidden.index_put(
+                (rows[:, None], torch.arange(length, device=rows.device)[None, :]), states
+            )
         return hidden
 
     def _encode(self, tokens: Tokens) -> torch.Tensor:
@@ -308,7 +310,9 @@ class CellEncoderModule(BaseModuleClass):
                 )
         return terms
 
-    def local_terms(self, tensors: dict[str, torch.Tensor], objectives: Objectives, heads: bool = True) -> dict:
+    def local_terms(
+        self, tensors: dict[str, torch.Tensor], objectives: Objectives, heads: bool = True
+    ) -> dict:
         """Encode one chunk: its view projections and its MLM / supervised loss sums."""
         inference_outputs = self.inference(**self._get_inference_input(tensors), objectives=objectives)
         generative_outputs = self.generative(
