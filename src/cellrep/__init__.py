@@ -22,7 +22,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 _SUBMODULES = ("pp", "tl", "pl", "model", "datasets", "benchmark")
 
-__all__ = [*_SUBMODULES, "__version__", "settings"]
+__all__ = [*_SUBMODULES, "__version__", "read_lazy", "settings"]
 
 
 def __getattr__(name: str):
@@ -30,6 +30,10 @@ def __getattr__(name: str):
         module = importlib.import_module(f".{name}", __name__)
         globals()[name] = module
         return module
+    if name == "read_lazy":
+        from ._io import read_lazy
+
+        return read_lazy
     raise AttributeError(f"module 'cellrep' has no attribute {name!r}")
 
 

@@ -9,6 +9,7 @@ from scipy import sparse
 from .._kernels._moments import blocked_dense_moments, blocked_minor_moments, major_moments_grouped_minor
 from .._kernels._normalize import dense_row_sums, major_sums
 from .._settings import numba_threads
+from ._dispatch import array_function
 
 
 def is_csr(matrix) -> bool:
@@ -19,6 +20,7 @@ def is_csc(matrix) -> bool:
     return sparse.issparse(matrix) and matrix.format == "csc"
 
 
+@array_function
 def row_sums(matrix) -> np.ndarray:
     """Float64 row totals of a dense, CSR or CSC matrix."""
     if is_csc(matrix):
@@ -32,6 +34,7 @@ def row_sums(matrix) -> np.ndarray:
     return totals
 
 
+@array_function
 def column_sums(matrix) -> np.ndarray:
     """Float64 column totals of a dense, CSR or CSC matrix."""
     if is_csc(matrix):
@@ -39,6 +42,7 @@ def column_sums(matrix) -> np.ndarray:
     return grouped_column_moments(matrix, with_squares=False)[0][0]
 
 
+@array_function
 def grouped_column_moments(
     matrix, groups: np.ndarray | None = None, n_groups: int = 1, *, with_squares: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None]:

@@ -24,6 +24,7 @@ from .._kernels._normalize import (
     normalize_major,
 )
 from .._settings import numba_threads, settings
+from ._dispatch import array_function
 from ._moments import is_csc, is_csr, row_sums
 
 LOG1P_CHUNK = 1 << 20  # values per numpy call in log1p_matrix
@@ -130,6 +131,7 @@ def median_library_size(totals: np.ndarray) -> float:
     return float(np.median(nonzero)) if nonzero.size else 1.0
 
 
+@array_function
 def normalize_rows(
     matrix,
     *,
@@ -199,6 +201,7 @@ def normalize_rows(
     return with_values(matrix, out, copy=copy), totals, float(target_sum)
 
 
+@array_function
 def log1p_matrix(matrix, *, base: float | None = None, integer_dtype=np.float64, copy: bool = False):
     """``log1p(matrix) / log(base)`` element-wise, on stored values only for sparse input.
 

@@ -14,6 +14,8 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import LinearOperator
 
+from ._dispatch import array_function
+
 
 @dataclass(frozen=True, eq=False)
 class OffsetSparseMatrix:
@@ -111,3 +113,10 @@ class OffsetSparseMatrix:
             rmatmat=self.rmatmul,
             dtype=self.dtype,
         )
+
+
+@array_function
+def offset_matrix(deltas, row_offsets: np.ndarray) -> OffsetSparseMatrix:
+    """``deltas + row_offsets[:, None]`` kept implicit: an :class:`OffsetSparseMatrix` for in-memory
+    deltas (a dask-backed equivalent for dask deltas, see :mod:`cellrep._array._dask`)."""
+    return OffsetSparseMatrix(sparse.csr_matrix(deltas), row_offsets)

@@ -16,6 +16,7 @@ from scipy import linalg
 from sklearn.utils.extmath import svd_flip
 from threadpoolctl import threadpool_limits
 
+from ._dispatch import array_function
 from ._pca_operator import CenteredScaledOperator, build_operator, column_mean_var
 
 MIN_OVERSAMPLES = 14
@@ -240,6 +241,7 @@ def randomized_pca(
     return components, operator.matmat(components.T)
 
 
+@array_function
 def pca_matrix(
     matrix,
     *,
@@ -253,6 +255,7 @@ def pca_matrix(
     n_oversamples: int | None = None,
     n_power_iter: int = DEFAULT_POWER_ITERATIONS,
     n_threads: int | None = None,
+    solver: str = "auto",
 ) -> PCAResult:
     """PCA of ``matrix`` (cells × genes) without building a dense centred copy.
 
@@ -282,7 +285,16 @@ def pca_matrix(
         defaults give component variances within 1 % of an exact SVD on scRNA-seq data.
     n_threads
         Thread limit for the numba kernels (default ``cellrep.settings.n_threads``).
+    solver
+        ``'auto'`` or ``'krylov'``: the block Krylov solver. Dask arrays also take
+        ``'covariance_eigh'`` (see :mod:`cellrep._array._dask_pca`), which ``'auto'`` picks there
+        for plain matrices of up to a few thousand genes.
     """
+    if solver not in ("auto", "krylov"):
+        raise ValueError(
+            f"solver must be 'auto' or 'krylov' for in-memory data, got {solver!r} "
+            "('covariance_eigh' is for dask arrays)."
+        )
     n_rows, n_cols = matrix.shape
     if not 1 <= n_comps <= min(n_rows, n_cols):
         raise ValueError(
@@ -316,6 +328,7 @@ def pca_matrix(
     return PCAResult(scores, components, variance, variance_ratio, mean, scale, whiten)
 
 
+@array_function
 def project_onto_pcs(matrix, result: PCAResult, *, n_threads: int | None = None) -> np.ndarray:
     """Scores of new cells in a fitted PCA: ``((X − mean) / scale) @ components.T`` (÷ ``sqrt(variance)`` if whitened).
 

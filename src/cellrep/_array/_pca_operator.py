@@ -21,6 +21,7 @@ from .._kernels._pca_moments import (
     csr_transpose_times_dense,
 )
 from .._settings import numba_threads
+from ._dispatch import array_function
 from ._offset import OffsetSparseMatrix
 from ._pearson import PearsonResidualMatrix
 
@@ -68,20 +69,33 @@ def _raw_moments(matrix, row_offsets: np.ndarray | None, n_threads: int | None) 
         return csr_column_moments(matrix.data, matrix.indices, matrix.indptr, weights, buffers)
 
 
-def column_mean_var(matrix, *, ddof: int = 1, n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and variance (float64) of an ndarray, CSR, CSC, OffsetSparseMatrix or PearsonResidualMatrix, in one pass."""
+def column_sums_squares(matrix, *, n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 column sums and sums of squares of an in-memory ndarray, CSR, CSC, OffsetSparseMatrix or PearsonResidualMatrix."""
     if isinstance(matrix, PearsonResidualMatrix):
-        return matrix.column_mean_var(ddof=ddof, n_threads=n_threads)
+        return matrix.column_sums_squares(n_threads=n_threads)
     values, row_offsets = split_offsets(matrix)
-    n_rows = values.shape[0]
     sums, squares, cross = _raw_moments(values, row_offsets, n_threads)
     if row_offsets is not None:
         offsets = np.asarray(row_offsets, dtype=np.float64)
         sums = sums + offsets.sum()
         squares = squares + 2.0 * cross + offsets @ offsets
+    return sums, squares
+
+
+def mean_var_from_sums(
+    sums: np.ndarray, squares: np.ndarray, n_rows: int, ddof: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Column mean and variance (``ddof``) from column sums and sums of squares over ``n_rows`` rows."""
     mean = sums / max(n_rows, 1)
     variance = (squares - n_rows * mean**2) / max(n_rows - ddof, 1)
     return mean, np.maximum(variance, 0.0)
+
+
+@array_function
+def column_mean_var(matrix, *, ddof: int = 1, n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and variance (float64) of an ndarray, CSR, CSC, OffsetSparseMatrix or PearsonResidualMatrix, in one pass."""
+    sums, squares = column_sums_squares(matrix, n_threads=n_threads)
+    return mean_var_from_sums(sums, squares, matrix.shape[0], ddof)
 
 
 def column_tiling(values, width: int, itemsize: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from scipy import sparse
 from .._kernels._pearson import pearson_dense_block, pearson_sparse_block
 from .._settings import numba_threads
 from .._validation import check_matrix_type
+from ._dispatch import array_function
 from ._moments import column_sums, is_csc, row_sums
 from ._normalize import stored_values
 
@@ -230,11 +231,9 @@ class PearsonResidualMatrix:
     def __rmatmul__(self, left) -> np.ndarray:
         return self.rmatmul(np.asarray(left).T).T
 
-    def column_mean_var(
-        self, *, ddof: int = 1, n_threads: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-gene mean and variance (float64) of the residuals, from float64 blocks."""
-        n_cells, n_genes = self.shape
+    def column_sums_squares(self, *, n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-gene sums and sums of squares (float64) of the residuals, from float64 blocks."""
+        n_genes = self.shape[1]
         sums, squares = np.zeros(n_genes), np.zeros(n_genes)
         for span, block in self._blocks(np.float64, n_threads):
             if self._genes_major:
@@ -243,6 +242,14 @@ class PearsonResidualMatrix:
             else:
                 sums += block.sum(axis=0)
                 squares += np.einsum("ij,ij->j", block, block)
+        return sums, squares
+
+    def column_mean_var(
+        self, *, ddof: int = 1, n_threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-gene mean and variance (float64) of the residuals, from float64 blocks."""
+        n_cells = self.shape[0]
+        sums, squares = self.column_sums_squares(n_threads=n_threads)
         mean = sums / max(n_cells, 1)
         variance = (squares - n_cells * mean**2) / max(n_cells - ddof, 1)
         return mean, np.maximum(variance, 0.0)
@@ -267,6 +274,7 @@ class PearsonResidualMatrix:
         )
 
 
+@array_function
 def pearson_residuals_matrix(
     matrix,
     *,
@@ -308,3 +316,18 @@ def pearson_residuals_matrix(
     for start in range(0, target.shape[0], chunk_size):
         residuals.fill(start, target[start : start + chunk_size])
     return out
+
+
+@array_function
+def implicit_pearson_residuals(counts, *, theta: float = 100.0, clip: float | None = None) -> PearsonResidualMatrix:
+    """The residuals of ``counts`` kept implicit: :meth:`PearsonResidualMatrix.from_counts` (a dask-backed
+    equivalent for dask counts, see :mod:`cellrep._array._dask`)."""
+    return PearsonResidualMatrix.from_counts(counts, theta=theta, clip=clip)
+
+
+@array_function
+def pearson_residual_matrix(
+    counts, cell_totals: np.ndarray, gene_totals: np.ndarray, total: float, theta: float, clip: float
+) -> PearsonResidualMatrix:
+    """The implicit residuals of ``counts`` under a fitted model (totals, theta, clip), in memory or dask-backed."""
+    return PearsonResidualMatrix(counts, cell_totals, gene_totals, total, theta, clip)

@@ -9,6 +9,7 @@ from scipy import sparse, special
 
 from .._kernels._rank import csr_rank_probit
 from .._settings import numba_threads
+from ._dispatch import array_function
 from ._offset import OffsetSparseMatrix
 
 
@@ -24,6 +25,7 @@ def as_csr(matrix) -> sparse.csr_matrix:
     return sparse.csr_matrix(np.asarray(matrix))
 
 
+@array_function
 def rank_probit_matrix(
     matrix, *, l2_normalize: bool = True, dtype=np.float32, n_threads: int | None = None
 ) -> OffsetSparseMatrix:

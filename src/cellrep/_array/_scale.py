@@ -8,6 +8,7 @@ from scipy import sparse
 from .._kernels._elementwise import center_scale_dense, clip_values
 from .._kernels._normalize import multiply_major, multiply_minor
 from .._settings import numba_threads
+from ._dispatch import array_function
 from ._moments import grouped_column_moments, is_csr
 from ._normalize import output_buffer, output_dtype, stored_values, with_values
 
@@ -44,6 +45,7 @@ def column_mean_std(matrix, *, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(variance)
 
 
+@array_function
 def scale_matrix(matrix, *, zero_center: bool = True, max_value: float | None = None, copy: bool = False):
     """Scale columns to unit variance (and zero mean), like ``sc.pp.scale``.
 
@@ -65,6 +67,15 @@ def scale_matrix(matrix, *, zero_center: bool = True, max_value: float | None = 
         )
     mean, std = column_mean_std(matrix, ddof=1)
     std[std == 0] = 1.0
+    result = scale_columns(matrix, mean, std, zero_center=zero_center, max_value=max_value, copy=copy)
+    return result, mean, std, implicit_center
+
+
+def scale_columns(
+    matrix, mean: np.ndarray, std: np.ndarray, *, zero_center: bool, max_value: float | None, copy: bool
+):
+    """Divide every column by ``std`` (non-zero), subtracting ``mean`` first for dense input when
+    ``zero_center``, and clip to ``max_value`` (and ``-max_value`` when centring)."""
     factors = 1.0 / std
     out = output_buffer(matrix, output_dtype(stored_values(matrix).dtype, np.float64), copy=copy)
     upper = np.inf if max_value is None else float(max_value)
@@ -80,4 +91,4 @@ def scale_matrix(matrix, *, zero_center: bool = True, max_value: float | None = 
                 multiply_major(matrix.data, matrix.indptr, factors, out)
             if max_value is not None:
                 clip_values(out, lower, upper)
-    return with_values(matrix, out, copy=copy), mean, std, implicit_center
+    return with_values(matrix, out, copy=copy)

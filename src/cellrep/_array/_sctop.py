@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import linalg, sparse
 
-from .._kernels._sctop import csr_group_mean_fractions_float32
+from .._kernels._sctop import csr_group_fraction_sums_float32
 from .._settings import numba_threads
+from ._dispatch import array_function
 from ._offset import OffsetSparseMatrix
 from ._rank_probit import as_csr, rank_probit_matrix
 
@@ -44,6 +45,7 @@ def group_mean_fractions(matrix, group_codes: np.ndarray, n_groups: int) -> np.n
     return np.asarray(averaging @ np.asarray(matrix))
 
 
+@array_function
 def group_mean_fractions_float32(
     matrix, group_codes: np.ndarray, n_groups: int, *, n_threads: int | None = None
 ) -> np.ndarray:
@@ -65,6 +67,25 @@ def group_mean_fractions_float32(
     n_threads
         Thread limit for the numba kernel.
     """
+    sums = np.zeros((n_groups, matrix.shape[1]), dtype=np.float32)
+    add_group_fractions_float32(matrix, group_codes, sums, n_threads=n_threads)
+    return fraction_sums_to_means(sums, group_codes)
+
+
+def fraction_sums_to_means(sums: np.ndarray, group_codes: np.ndarray) -> np.ndarray:
+    """Float32 running sums of each group's fractions divided by its number of cells (at least 1)."""
+    group_codes = np.asarray(group_codes)
+    counts = np.bincount(group_codes[group_codes >= 0], minlength=sums.shape[0])
+    return sums / np.maximum(counts, 1).astype(np.float32)[:, None]
+
+
+def add_group_fractions_float32(
+    matrix, group_codes: np.ndarray, sums: np.ndarray, *, n_threads: int | None = None
+) -> np.ndarray:
+    """Add the rows of ``matrix`` as float32 library fractions to their group's running sum, in row order.
+
+    ``sums`` (groups × genes, float32) is updated in place and returned.
+    """
     csr = as_csr(matrix)
     if not csr.has_canonical_format:
         csr = csr.copy()
@@ -73,13 +94,12 @@ def group_mean_fractions_float32(
     row_totals = np.asarray(csr.sum(axis=1, dtype=np.float64)).ravel().astype(np.float32)
     kept = np.flatnonzero(group_codes >= 0)
     group_rows = kept[np.argsort(group_codes[kept], kind="stable")]
-    group_indptr = np.concatenate([[0], np.cumsum(np.bincount(group_codes[kept], minlength=n_groups))])
-    means = np.zeros((n_groups, csr.shape[1]), dtype=np.float32)
+    group_indptr = np.concatenate([[0], np.cumsum(np.bincount(group_codes[kept], minlength=sums.shape[0]))])
     with numba_threads(n_threads):
-        csr_group_mean_fractions_float32(
-            csr.data, csr.indices, csr.indptr, row_totals, group_indptr, group_rows, means
+        csr_group_fraction_sums_float32(
+            csr.data, csr.indices, csr.indptr, row_totals, group_indptr, group_rows, sums
         )
-    return means
+    return sums
 
 
 def basis_profiles(
@@ -160,6 +180,7 @@ def projection_weights(basis: np.ndarray, type_names=None) -> np.ndarray:
     return linalg.solve_triangular(triangular, orthonormal.T, lower=False).T
 
 
+@array_function
 def project_onto_basis(values: OffsetSparseMatrix | np.ndarray, weights: np.ndarray) -> np.ndarray:
     """scTOP scores ``values @ weights`` (cells × types, float64) without densifying ``values``.
 

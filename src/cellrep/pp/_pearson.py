@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from functools import partial
 
 import numpy as np
 from anndata import AnnData
-from scipy import sparse
 
+from .._array._dispatch import is_sparse_matrix
 from .._array._moments import row_sums
 from .._array._pearson import (
     DEFAULT_CHUNK_SIZE,
     PearsonResidualMatrix,
     check_theta_clip,
+    implicit_pearson_residuals,
+    pearson_residual_matrix,
     pearson_residuals_matrix,
 )
 from .._validation import check_counts, check_matrix_type, get_matrix, store_params
@@ -24,8 +27,8 @@ METHOD = "pearson_residuals"
 TOTALS_RTOL = 1e-6
 
 
-def _check_pearson_counts(matrix) -> None:
-    scan = check_counts(matrix, "the data", require_integer=False)
+def _check_pearson_counts(matrix, adata: AnnData | None = None) -> None:
+    scan = check_counts(matrix, "the data", require_integer=False, adata=adata)
     if scan is not None and scan.n_non_integer:
         warnings.warn(
             "pearson_residuals expects raw counts, but non-integer values were found.",
@@ -110,11 +113,12 @@ def pearson_residuals(
     check_theta_clip(theta, clip)
     if dense not in (None, True, False):
         raise TypeError(f"dense must be True, False or None, got {dense!r}.")
-    adata, matrix = select_matrix(adata, layer, copy=copy, modify=inplace, check=_check_pearson_counts)
+    check = partial(_check_pearson_counts, adata=adata if layer is None else None)
+    adata, matrix = select_matrix(adata, layer, copy=copy, modify=inplace, check=check)
     if dense is None:
-        dense = not sparse.issparse(matrix)
+        dense = not is_sparse_matrix(matrix)
     if not dense:
-        residuals = PearsonResidualMatrix.from_counts(matrix, theta=theta, clip=clip)
+        residuals = implicit_pearson_residuals(matrix, theta=theta, clip=clip)
         if not inplace:
             return residuals
         cell_key, gene_key = _total_keys(key_added)
@@ -198,7 +202,7 @@ def get_pearson_residuals(adata: AnnData, key: str = "pearson_residuals") -> Pea
             f"`cr.pp.pearson_residuals(adata, key_added={key!r})` on the raw counts; to keep only some "
             "genes of the residuals, subset the result: `cr.pp.get_pearson_residuals(adata)[:, genes]`."
         )
-    return PearsonResidualMatrix(
+    return pearson_residual_matrix(
         counts,
         cell_totals,
         adata.var[gene_key].to_numpy(np.float64),

@@ -6,7 +6,7 @@ import numpy as np
 from anndata import AnnData
 from scipy import sparse
 
-from .._array._offset import OffsetSparseMatrix
+from .._array._offset import OffsetSparseMatrix, offset_matrix
 from .._array._rank_probit import rank_probit_matrix
 from .._validation import check_counts, get_matrix, store_params
 
@@ -59,7 +59,8 @@ def rank_probit(
     (``np.asarray(result)`` gives the dense values), or an ndarray when ``dense``.
     """
     matrix = get_matrix(adata, layer)
-    check_counts(matrix, "the data" if layer is None else f"layer {layer!r}", require_integer=False)
+    what = "the data" if layer is None else f"layer {layer!r}"
+    check_counts(matrix, what, require_integer=False, adata=adata if layer is None else None)
     result = rank_probit_matrix(matrix, l2_normalize=l2_normalize, dtype=dtype, n_threads=n_threads)
     if not inplace:
         return result.toarray() if dense else result
@@ -99,7 +100,7 @@ def get_rank_probit(adata: AnnData, key: str = "rank_probit") -> OffsetSparseMat
     layer = get_matrix(adata, key)
     offset_key = f"{key}_offset"
     if offset_key in adata.obs:
-        return OffsetSparseMatrix(sparse.csr_matrix(layer), adata.obs[offset_key].to_numpy())
+        return offset_matrix(layer, adata.obs[offset_key].to_numpy())
     if sparse.issparse(layer):
         raise ValueError(
             f"adata.obs[{offset_key!r}] is missing, so layer {key!r} is not a complete rank_probit result. "

@@ -151,7 +151,7 @@ def linear_embedding(
     n_comps = int(min(n_comps, positions.size, ref.n_obs - 1))
     components = _principal_axes(values, means, scales, n_comps, max_value, random_state)
     scores = standardized_product(values, means, scales, components, max_value=max_value)
-    component_scales = scores.std(axis=0, ddof=1) if whiten else np.ones(n_comps)
+    component_scales = np.asarray(scores.std(axis=0, ddof=1)) if whiten else np.ones(n_comps)
     component_scales[component_scales == 0] = 1.0
     ref.obsm[key_added] = (scores / component_scales).astype(np.float32)
     params = {

@@ -9,11 +9,14 @@ selected genes.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import sparse
 
 from .._array._anova import anova_f_statistics
-from .._array._moments import row_sums
+from .._array._dispatch import array_function, dask_implementations_in
+from .._array._moments import column_sums, row_sums
 from .._array._normalize import normalize_rows
 from .._array._offset import OffsetSparseMatrix
 from .._array._pca_operator import column_mean_var
@@ -26,7 +29,10 @@ LOG_TARGET_SUM = 1e4
 PEARSON_THETA = 100.0
 CHUNK_ROWS = 4096
 
+dask_implementations_in("cellrep.tl._linear_dask")
 
+
+@array_function
 def as_float_matrix(counts):
     """Dense, CSR or CSC counts with a float dtype (int input becomes float64, float stays as is)."""
     if sparse.issparse(counts):
@@ -51,15 +57,24 @@ def select_gene_positions(log_matrix, codes: np.ndarray | None, n_genes: int) ->
 
     from ..pp._select import select_genes, top_mask
 
+    every_gene = n_genes >= log_matrix.shape[1]
     n_genes = min(n_genes, log_matrix.shape[1])
     if codes is None:
-        table = select_genes(AnnData(log_matrix), method="hvg", flavor="seurat", n_top=n_genes, inplace=False)
+        with warnings.catch_warnings():
+            if every_gene:  # all genes were asked for: those without a dispersion drop out silently
+                warnings.filterwarnings(
+                    "ignore", message=".*have a normalized dispersion", category=UserWarning
+                )
+            table = select_genes(
+                AnnData(log_matrix), method="hvg", flavor="seurat", n_top=n_genes, inplace=False
+            )
         mask = table["selected"].to_numpy(dtype=bool)
     else:
         mask = top_mask(anova_f_statistics(log_matrix, codes), n_genes)
     return np.flatnonzero(mask)
 
 
+@array_function
 def pearson_block(counts, columns: np.ndarray, fractions: np.ndarray, clip: float) -> np.ndarray:
     """Dense Pearson residuals of the genes ``columns``, with library sizes over all genes.
 
@@ -83,7 +98,7 @@ def pearson_block(counts, columns: np.ndarray, fractions: np.ndarray, clip: floa
 
 def gene_fractions(counts) -> np.ndarray:
     """Each gene's share of all counts (float64)."""
-    totals = np.asarray(counts.sum(axis=0), dtype=np.float64).ravel()
+    totals = column_sums(counts)
     return totals / max(totals.sum(), 1.0)
 
 
@@ -112,6 +127,7 @@ def normalized_genes(
     return values if present.all() else _ExpandedColumns(values, np.flatnonzero(present), gene_index.size)
 
 
+@array_function
 def _select_columns(values, columns: np.ndarray):
     if isinstance(values, OffsetSparseMatrix):
         return values[:, columns]
@@ -138,18 +154,20 @@ def column_statistics(values) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 0, std, 1.0)
 
 
-def _dense_rows(values, rows: slice) -> np.ndarray:
-    block = values[rows]
-    return np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64)
-
-
 def clipped_standardized(
     values, means: np.ndarray, scales: np.ndarray, max_value: float, rows: slice
 ) -> np.ndarray:
     """Dense ``clip((values[rows] - means) / scales, -max_value, max_value)`` for a block of rows."""
-    return np.clip((_dense_rows(values, rows) - means) / scales, -max_value, max_value)
+    block = values[rows]
+    # a fresh float64 block, then in place: one block of memory, not four
+    block = block.toarray() if hasattr(block, "toarray") else np.array(block)
+    block = block.astype(np.float64, copy=False)
+    block -= means
+    block /= scales
+    return np.clip(block, -max_value, max_value, out=block)
 
 
+@array_function
 def standardized_product(
     values, means: np.ndarray, scales: np.ndarray, weights: np.ndarray, *, max_value: float | None = None
 ) -> np.ndarray:
@@ -176,6 +194,7 @@ def standardized_product(
     return product - (means / scales) @ weights
 
 
+@array_function
 def clipped_matrix(values, means: np.ndarray, scales: np.ndarray, max_value: float) -> np.ndarray:
     """The dense clipped standardized values (float32), built block by block."""
     n_rows = values.shape[0]

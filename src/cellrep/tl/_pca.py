@@ -6,9 +6,9 @@ import numbers
 
 import numpy as np
 from anndata import AnnData
-from scipy import sparse
 
-from .._array._offset import OffsetSparseMatrix
+from .._array._dispatch import is_sparse_matrix
+from .._array._offset import offset_matrix
 from .._array._pca import pca_matrix
 from .._validation import check_finite, get_matrix, store_params
 from ..pp._pearson import get_pearson_residuals, has_pearson_residuals
@@ -36,20 +36,20 @@ def _read_matrix(adata: AnnData, layer: str | None):
     if offsets.dtype.kind not in "biuf":
         raise TypeError(f"adata.obs[{offset_key!r}] must be numeric (the per-cell constant of {what}).")
     check_finite(offsets.astype(np.float64), f"adata.obs[{offset_key!r}]")
-    if not sparse.issparse(matrix):
+    if not is_sparse_matrix(matrix):
         return (
             np.asarray(matrix, dtype=np.result_type(matrix.dtype, offsets.dtype, np.float32))
             + offsets[:, None]
         )
     if matrix.dtype.kind != "f":
         matrix = matrix.astype(np.float64)
-    return OffsetSparseMatrix(sparse.csr_matrix(matrix), offsets)
+    return offset_matrix(matrix, offsets)
 
 
 def _implicit_center(adata: AnnData, layer: str | None, matrix) -> np.ndarray | None:
     """``var['mean'] / var['std']`` when ``cr.pp.scale`` left the centring of this sparse matrix implicit."""
     params = adata.uns.get("scale", {}).get("params", {}) if isinstance(adata.uns.get("scale"), dict) else {}
-    if not (params.get("implicit_center") and params.get("layer") == layer and sparse.issparse(matrix)):
+    if not (params.get("implicit_center") and params.get("layer") == layer and is_sparse_matrix(matrix)):
         return None
     if "mean" not in adata.var or "std" not in adata.var:
         raise ValueError(
@@ -83,6 +83,7 @@ def pca(
     random_state: int = 0,
     n_threads: int | None = None,
     copy: bool = False,
+    solver: str = "auto",
 ) -> AnnData | None:
     """Principal component analysis that never builds a dense centred cells × genes matrix.
 
@@ -130,6 +131,11 @@ def pca(
         Thread limit of the numba kernels (default ``cellrep.settings.n_threads``).
     copy
         Work on and return a copy of ``adata``.
+    solver
+        ``'auto'`` or ``'krylov'`` (the solver above). For a dask array (chunks of cells; the scores
+        stay a lazy dask array), ``'covariance_eigh'`` adds the chunks' genes × genes Gram matrices in
+        one pass, as scanpy's dask PCA, and ``'auto'`` takes it for plain data of up to 4096 genes:
+        every pass over a lazy matrix reads it again, and Krylov needs ``n_power_iter + 3`` of them.
 
     Returns
     -------
@@ -153,6 +159,7 @@ def pca(
         mean=None if zero_center else implicit_center,
         random_state=random_state,
         n_threads=n_threads,
+        solver=solver,
     )
     if copy:
         adata = adata.copy()
@@ -169,7 +176,8 @@ def pca(
         "whiten": whiten,
         "layer": layer,
         "random_state": random_state,
-        "offset_key": _offset_key(layer) if isinstance(matrix, OffsetSparseMatrix) else None,
+        "solver": solver,
+        "offset_key": _offset_key(layer) if hasattr(matrix, "row_offsets") else None,
         "implicit_center": implicit_center is not None,
         "use_highly_variable": False,
     }

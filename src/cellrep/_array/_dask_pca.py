@@ -1,0 +1,245 @@
+"""PCA of dask-backed matrices: the block-Krylov solver with distributed products, or a Gram matrix.
+
+``solver='krylov'`` is the in-memory solver of :mod:`cellrep._array._pca` with its
+products distributed: each Krylov step is one pass that adds the per-chunk ``A_bᵀ (A_b Q)``
+(genes × block width) in a tree, so the cells never meet on one machine. Centring and
+scaling stay implicit (:class:`~cellrep._array._pca_operator.CenteredScaledOperator` on each
+chunk) and no dense cells × genes block exists. The Rayleigh–Ritz matrix comes from these
+products, the component variances from its eigenvalues, and the scores ``A V`` stay a lazy
+dask array. Passes: one for the column moments, one for the start (a random sample of
+cells, read once), ``n_power_iter + 1`` Krylov steps.
+
+``solver='covariance_eigh'`` is scanpy's dask solver: one pass adds the per-chunk genes × genes
+Gram matrices ``X_bᵀ X_b`` and column sums, then a dense ``eigh``; it holds a genes × genes
+float64 matrix per task, so it is meant for selected genes (a few thousand), and for plain
+matrices (not rank-probit or Pearson residuals). Its eigenvectors are exact, and one pass
+instead of ``n_power_iter + 3`` matters on dask, where every pass reads (and normalizes) the
+data again: ``solver='auto'`` (default) picks it up to ``COVARIANCE_MAX_GENES`` genes.
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+from scipy import linalg, sparse
+
+from .._validation import check_finite
+from ._dask_blocks import DaskRowBlocks, as_row_blocks, blockwise_sum, map_row_blocks
+from ._pca import (
+    DEFAULT_POWER_ITERATIONS,
+    START_SAMPLE_ROWS,
+    PCAResult,
+    _orthogonal_complement_basis,
+    _orthonormal_basis,
+    _single_threaded_blas,
+    block_width,
+    pca_matrix,
+    project_onto_pcs,
+)
+from ._pca_operator import build_operator, column_mean_var, column_sums_squares, mean_var_from_sums
+
+SOLVERS = ("auto", "krylov", "covariance_eigh")
+# 'auto' takes the one-pass Gram solver up to this many genes (a genes × genes float64 matrix
+# per task: 128 MiB at 4096), the Krylov solver beyond and for implicit matrices
+COVARIANCE_MAX_GENES = 4096
+
+
+def _checked_block(block):
+    if isinstance(block, np.ndarray) or sparse.issparse(block):
+        check_finite(block, "a chunk of the dask array")
+    return block
+
+
+def _block_sums_squares(block):
+    return column_sums_squares(_checked_block(block))
+
+
+@column_mean_var.register(da.Array)
+@column_mean_var.register(DaskRowBlocks)
+def _(matrix, *, ddof=1, n_threads=None):
+    sums, squares = blockwise_sum(_block_sums_squares, matrix)
+    return mean_var_from_sums(sums, squares, matrix.shape[0], ddof)
+
+
+def _start_block(block, left, *, center, scale):
+    return build_operator(_checked_block(block), center=center, scale=scale).rmatmat(left, low_precision=True)
+
+
+def _gram_block(block, *, basis, center, scale):
+    """``A_bᵀ A_b Q`` of one chunk, in the working precision of the in-memory Krylov steps."""
+    operator = build_operator(block, center=center, scale=scale)
+    return operator.rmatmat(operator.matmat(basis, low_precision=True), low_precision=True)
+
+
+def _scores_block(block, *, components_t, center, scale):
+    return build_operator(block, center=center, scale=scale).matmat(components_t)
+
+
+def _krylov_top_vectors(gram, start, dimension, n_vectors, *, width, n_blocks, rng):
+    """Top ``n_vectors`` eigenvectors of ``AᵀA`` and their Ritz values, ``gram(Q) = AᵀA Q`` being one pass.
+
+    The same block Krylov space as :func:`cellrep._array._pca._top_singular_pairs` (``Q_1 =
+    orth(start)``, ``Q_{i+1} = orth(AᵀA Q_i ⟂ Q_1..Q_i)``, full re-orthogonalisation); the
+    Rayleigh–Ritz matrix ``Qᵀ AᵀA Q`` is filled from the products, block column by column.
+    """
+    max_columns = min(n_blocks * width, dimension)
+    basis = np.empty((dimension, max_columns))
+    rayleigh_ritz = np.zeros((max_columns, max_columns))
+    candidate, n_basis, columns = start, 0, slice(0, 0)
+    for index in range(n_blocks):
+        with _single_threaded_blas():
+            if index == 0:
+                block = _orthonormal_basis(candidate)
+            else:
+                rayleigh_ritz[:n_basis, columns] = basis[:, :n_basis].T @ candidate
+                block = _orthogonal_complement_basis(candidate, basis[:, :n_basis], dimension - n_basis, rng)
+        columns = slice(n_basis, n_basis + block.shape[1])
+        basis[:, columns] = block
+        n_basis = columns.stop
+        candidate = gram(block)
+        if n_basis >= dimension:
+            break
+    rayleigh_ritz[:n_basis, columns] = basis[:, :n_basis].T @ candidate
+    rayleigh_ritz = np.triu(rayleigh_ritz[:n_basis, :n_basis])
+    rayleigh_ritz += np.triu(rayleigh_ritz, 1).T
+    eigenvalues, eigenvectors = linalg.eigh(rayleigh_ritz, check_finite=False)
+    top = np.argsort(eigenvalues)[::-1][:n_vectors]
+    return basis[:, :n_basis] @ eigenvectors[:, top], eigenvalues[top]
+
+
+def _block_gram(block):
+    """Uncentred ``X_bᵀ X_b`` (dense float64) and column sums of a plain chunk."""
+    block = _checked_block(block)
+    if sparse.issparse(block):
+        values = sparse.csr_matrix(block, dtype=np.float64)
+        return (values.T @ values).toarray(), np.asarray(values.sum(axis=0)).ravel()
+    values = np.asarray(block, dtype=np.float64)
+    return values.T @ values, values.sum(axis=0)
+
+
+def _covariance_top_vectors(gram, sums, n_rows, n_vectors, center, scale):
+    """Top eigenvectors of ``AᵀA`` and its eigenvalues, from the raw Gram matrix ``XᵀX`` and column sums."""
+    if center is not None:
+        gram = gram - np.outer(center, sums) - np.outer(sums, center) + n_rows * np.outer(center, center)
+    if scale is not None:
+        gram = gram / np.outer(scale, scale)
+    eigenvalues, eigenvectors = linalg.eigh(gram, check_finite=False)
+    top = np.argsort(eigenvalues)[::-1][:n_vectors]
+    return eigenvectors[:, top], eigenvalues[top]
+
+
+@pca_matrix.register(da.Array)
+@pca_matrix.register(DaskRowBlocks)
+def _(
+    matrix,
+    *,
+    n_comps=50,
+    zero_center=True,
+    standardize=False,
+    whiten=False,
+    mean=None,
+    scale=None,
+    random_state=0,
+    n_oversamples=None,
+    n_power_iter=DEFAULT_POWER_ITERATIONS,
+    n_threads=None,
+    solver="auto",
+):
+    """:func:`cellrep._array._pca.pca_matrix` of a dask-backed matrix; the scores stay lazy.
+
+    ``solver``: ``'krylov'``, ``'covariance_eigh'`` or ``'auto'`` (the Gram matrix for plain
+    matrices of up to ``COVARIANCE_MAX_GENES`` genes, Krylov otherwise); see the module docstring.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
+    matrix = as_row_blocks(matrix)
+    n_rows, n_cols = matrix.shape
+    if not 1 <= n_comps <= min(n_rows, n_cols):
+        raise ValueError(
+            f"n_comps={n_comps} is out of range: it must be between 1 and min(n_cells, n_genes) = {min(n_rows, n_cols)}."
+        )
+    if solver == "auto":
+        solver = (
+            "covariance_eigh" if matrix.make_block is None and n_cols <= COVARIANCE_MAX_GENES else "krylov"
+        )
+    if solver == "covariance_eigh":
+        if matrix.make_block is not None:
+            raise ValueError(
+                "solver='covariance_eigh' works on plain dask arrays only; use solver='krylov' for rank-probit "
+                "values or Pearson residuals."
+            )
+        gram, sums = blockwise_sum(_block_gram, matrix)  # the column moments come with it
+        column_mean, column_variance = mean_var_from_sums(sums, np.diag(gram).copy(), n_rows, ddof=1)
+    else:
+        column_mean, column_variance = column_mean_var(matrix, ddof=1)
+    if standardize and scale is None:
+        std = np.sqrt(column_variance)
+        scale = np.where(std > 0, std, 1.0)
+    if zero_center and mean is None:
+        mean = column_mean
+    mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+    scale = None if scale is None else np.asarray(scale, dtype=np.float64)
+    centring = {"center": mean, "scale": scale}
+
+    if solver == "covariance_eigh":
+        vectors, sums_of_squares = _covariance_top_vectors(gram, sums, n_rows, n_comps, mean, scale)
+    else:
+        width = block_width(n_comps, n_oversamples, min(n_rows, n_cols))
+        rng = np.random.default_rng(random_state)
+        if n_rows <= START_SAMPLE_ROWS:
+            start = blockwise_sum(_start_block, matrix, rng.standard_normal((n_rows, width)), **centring)
+        else:  # as the in-memory solver: Aᵀ G over a sorted random sample of cells
+            rows = np.sort(rng.choice(n_rows, START_SAMPLE_ROWS, replace=False))
+            sample = build_operator(_checked_block(matrix.take_rows(rows)), **centring)
+            start = sample.rmatmat(rng.standard_normal((rows.size, width)), low_precision=True)
+
+        def gram(basis):
+            return blockwise_sum(_gram_block, matrix, basis=basis, **centring)
+
+        vectors, sums_of_squares = _krylov_top_vectors(
+            gram, start, n_cols, n_comps, width=width, n_blocks=n_power_iter + 1, rng=rng
+        )
+    components = vectors.T
+    # sign convention of sklearn's svd_flip(u_based_decision=False): largest |loading| positive
+    largest = np.argmax(np.abs(components), axis=1)
+    components = components * np.sign(components[np.arange(n_comps), largest])[:, None]
+
+    # ‖A v‖² is the Ritz value; the mean score follows from the column means of A
+    mean_of_a = column_mean - (0.0 if mean is None else mean)
+    if scale is not None:
+        mean_of_a = mean_of_a / scale
+    mean_score = mean_of_a @ components.T
+    scaled_variance = column_variance if scale is None else column_variance / scale**2
+    if zero_center:
+        variance = (sums_of_squares - n_rows * mean_score**2) / max(n_rows - 1, 1)
+        total_variance = scaled_variance.sum()
+    else:
+        variance = sums_of_squares / n_rows - mean_score**2
+        total_variance = scaled_variance.sum() * (n_rows - 1) / max(n_rows, 1)
+    variance = np.maximum(variance, 0.0)
+    variance_ratio = variance / total_variance if total_variance > 0 else np.zeros_like(variance)
+    result = PCAResult(None, components, variance, variance_ratio, mean, scale, whiten)
+    result.scores = project_onto_pcs(matrix, result)
+    return result
+
+
+@project_onto_pcs.register(da.Array)
+@project_onto_pcs.register(DaskRowBlocks)
+def _(matrix, result, *, n_threads=None):
+    n_genes = result.components.shape[1]
+    if matrix.shape[1] != n_genes:
+        raise ValueError(
+            f"The data has {matrix.shape[1]} genes but the PCA was fitted on {n_genes}; align the genes first."
+        )
+    scores = map_row_blocks(
+        _scores_block,
+        matrix,
+        result.components.shape[0],
+        np.float64,
+        components_t=np.ascontiguousarray(result.components.T),
+        center=result.mean,
+        scale=result.scale,
+    )
+    if result.whiten:
+        scores = scores / np.sqrt(np.where(result.variance > 0, result.variance, 1.0))
+    return scores
