@@ -21,9 +21,9 @@ Usage::
    - scanpy: ``normalize_total`` → ``log1p`` → ``highly_variable_genes(flavor='seurat')`` → the
      same persist → ``pp.pca(svd_solver='covariance_eigh')`` with the scores computed.
 
-4. Prints the wall time of every step, the end-to-end ratio (the steps both run) and the peak
-   resident memory of every worker (sampled every 0.2 s), then compares the PCA variances of
-   the dask run with the in-memory ``cr.tl.pca`` on the first ``--subset`` cells.
+4. First compares the PCA variances of the dask run with the in-memory ``cr.tl.pca`` on the
+   first ``--subset`` cells; then prints the wall time of every step, the end-to-end ratio (the
+   steps both run) and the peak resident memory of every worker (sampled every 0.2 s).
 """
 
 from __future__ import annotations
@@ -248,6 +248,13 @@ def main() -> None:
         )
         client = Client(cluster)
     print(f"cluster: {client}")
+    args.subset = min(args.subset, args.n_cells)
+    expected, lazy = in_memory_variances(store, args)
+    print(
+        f"PCA variances, first {args.subset} cells, dask vs in memory: max relative difference "
+        f"{np.max(np.abs(lazy / expected - 1)):.2e}",
+        flush=True,
+    )
     warnings.filterwarnings("ignore", category=UserWarning)
     results = {}
     for name, runner in (("cellrep", run_cellrep), ("scanpy", run_scanpy)):
@@ -278,13 +285,6 @@ def main() -> None:
             f"end to end ({', '.join(common)}): cellrep {cellrep_total:.1f} s, scanpy {scanpy_total:.1f} s, "
             f"ratio scanpy / cellrep = {scanpy_total / cellrep_total:.2f}"
         )
-    subset = min(args.subset, args.n_cells)
-    args.subset = subset
-    expected, lazy = in_memory_variances(store, args)
-    print(
-        f"PCA variances, first {subset} cells, dask vs in memory: max relative difference "
-        f"{np.max(np.abs(lazy / expected - 1)):.2e}"
-    )
     client.close()
 
 

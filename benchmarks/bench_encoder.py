@@ -33,7 +33,19 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
-DATA = HERE.parent / "shared" / "data" / "baron_human_subset.h5ad"
+
+
+def _shared_data() -> Path:
+    """$CELLREP_SHARED_DATA, else the first ``shared/data`` folder above this checkout."""
+    if os.environ.get("CELLREP_SHARED_DATA"):
+        return Path(os.environ["CELLREP_SHARED_DATA"])
+    for folder in Path(__file__).resolve().parents:
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return Path("shared") / "data"
+
+
+DATA = _shared_data() / "baron_human_subset.h5ad"
 
 CONFIGS = {
     "defaults": {"model": {}, "train": {}, "plan": {}},
@@ -102,23 +114,33 @@ def measure(source: Path, config: dict, args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline-src", type=Path, required=True, help="src/ folder of the baseline checkout")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--baseline-src", type=Path, required=True, help="src/ folder of the baseline checkout"
+    )
     parser.add_argument("--cells", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--synthetic", action="store_true", help="synthetic counts even if Baron is present")
     args = parser.parse_args()
-    print(f"cells {args.cells}, epochs {args.epochs}, torch threads {args.threads}, data "
-          f"{'synthetic' if args.synthetic or not DATA.exists() else DATA.name}", flush=True)
+    print(
+        f"cells {args.cells}, epochs {args.epochs}, torch threads {args.threads}, data "
+        f"{'synthetic' if args.synthetic or not DATA.exists() else DATA.name}",
+        flush=True,
+    )
     print("| config | code | train cells/s | embed cells/s |\n|---|---|---:|---:|")
     for name in args.configs:
         results = {}
         for label, source in (("old", args.baseline_src), ("new", HERE / "src")):
             results[label] = measure(source, CONFIGS[name], args)
             row = results[label]
-            print(f"| {name} | {label} | {row['train_cells_per_s']:.1f} | {row['embed_cells_per_s']:.1f} |", flush=True)
+            print(
+                f"| {name} | {label} | {row['train_cells_per_s']:.1f} | {row['embed_cells_per_s']:.1f} |",
+                flush=True,
+            )
         train_ratio = results["new"]["train_cells_per_s"] / results["old"]["train_cells_per_s"]
         embed_ratio = results["new"]["embed_cells_per_s"] / results["old"]["embed_cells_per_s"]
         print(f"| {name} | **new / old** | **{train_ratio:.2f}×** | **{embed_ratio:.2f}×** |", flush=True)

@@ -22,6 +22,7 @@ predictions. Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +33,18 @@ import pandas as pd
 import torch
 from sklearn.metrics import f1_score
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+def _shared_data() -> Path:
+    """$CELLREP_SHARED_DATA, else the first ``shared/data`` folder above this checkout."""
+    if os.environ.get("CELLREP_SHARED_DATA"):
+        return Path(os.environ["CELLREP_SHARED_DATA"])
+    for folder in Path(__file__).resolve().parents:
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return Path("shared") / "data"
+
+
+DATA = _shared_data()
 METHODS = ["cellrep_default", "cellencoder_untrained", "cellencoder", "cellencoder_finetuned"]
 
 
@@ -82,7 +94,11 @@ def harness(args) -> None:
         "seeds": args.seeds,
     }
     results = run_benchmark(human, "cell_type", methods=methods, tasks=args.tasks, progress=False, **options)
-    print(results[["task", "split", "method", "macro_f1", "accuracy", "fit_seconds", "predict_seconds", "error"]].to_string())
+    print(
+        results[
+            ["task", "split", "method", "macro_f1", "accuracy", "fit_seconds", "predict_seconds", "error"]
+        ].to_string()
+    )
     print(results_table(results))
     summary = results.groupby(["task", "method"])["macro_f1"].agg(["mean", "std", "count"]).round(3)
     print(summary.to_string())
@@ -115,7 +131,9 @@ def new_user(args) -> None:
         model = cr.model.CellEncoder(train)
         model.train(max_epochs=args.epochs)
         seconds = time.perf_counter() - start
-        classifier = LogisticRegression(max_iter=1000).fit(model.get_latent_representation(), labels[train_idx])
+        classifier = LogisticRegression(max_iter=1000).fit(
+            model.get_latent_representation(), labels[train_idx]
+        )
         predicted = classifier.predict(model.get_latent_representation(test))
         default = REGISTRY["cellrep_default"]
         linear = default.predict(default.fit(train.copy(), "cell_type", seed), test.copy())
@@ -130,7 +148,9 @@ def new_user(args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--part", choices=["harness", "new_user"], default="harness")
     parser.add_argument("--minutes", type=float, default=5.0, help="pretraining wall clock per split")
     parser.add_argument("--epochs", type=int, default=8, help="max_epochs of the new-user path")

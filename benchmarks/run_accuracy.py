@@ -49,8 +49,17 @@ CROSS_SPECIES = (
 CROSS_DATASET = (("pbmc3k", "zheng68k_reduced"), ("zheng68k_reduced", "pbmc3k"))
 LOBO = ("baron_human_subset", "baron_mouse")
 PEERS = ("scanpy", "sctop", "celltypist", "singler")
-NOVEL_DATASETS = ("baron_human_subset", "pbmc3k", "zheng68k_reduced", "human_kidney", "worm_neuron", "cbmc")
-NOVEL_METHODS = ("cellrep_default", "souza_mehta", "scanpy", "celltypist", "singler")
+NOVEL_DATASETS = ("zheng68k_reduced", "pbmc3k", "baron_human_subset", "human_kidney")
+NOVEL_METHODS = ("cellrep_default", "scanpy", "celltypist", "singler")
+QUICK_SETTINGS = (
+    "cellrep_default",
+    "souza_mehta",
+    "cellrep_default_C1",
+    "cellrep_default_querystd",
+    "cellrep_rank_probit_default",
+    "cellrep_default_cvC",
+    "cellrep_ensemble_log_rank",
+)
 THRESHOLDS = np.round(np.arange(0.1, 0.95, 0.05), 2)
 # Both PBMC annotations mapped to the types they share; FCGR3A+ monocytes, platelets and
 # CD34+ progenitors are annotated in one dataset only and drop out of the cross-dataset task.
@@ -240,7 +249,7 @@ def choose_unknown_threshold(confidences: pd.DataFrame) -> pd.DataFrame:
     per_dataset = pd.DataFrame(
         {
             threshold: confidences.groupby(["dataset", "split"])
-            .apply(balanced, threshold)
+            .apply(balanced, threshold, include_groups=False)
             .groupby("dataset")
             .mean()
             for threshold in THRESHOLDS
@@ -283,23 +292,47 @@ def main() -> None:
     parser.add_argument("--peers", nargs="+", default=list(PEERS))
     parser.add_argument("--novel", action="store_true", help="add the novel-type task")
     parser.add_argument("--novel-only", action="store_true", help="only the novel-type task")
+    parser.add_argument("--analyse", action="store_true", help="only re-analyse the results in --out")
+    parser.add_argument("--lobo", action="store_true", help="add leave-one-donor-out on the Baron data")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"only the settings {QUICK_SETTINGS} (for a loaded machine)"
+    )
     args = parser.parse_args()
+    if args.analyse:
+        done = args.out / "results.csv"
+        results = pd.read_csv(done if done.exists() else args.out / "results_partial.csv")
+        results["error"] = results["error"].fillna("")
+        confidence_file = args.out / "novel_confidences.csv"
+        confidences = [pd.read_csv(confidence_file)] if confidence_file.exists() else []
+        setting_names = ["cellrep_default", "souza_mehta", *[method.name for method in candidate_settings()]]
+        setting_names = [name for name in setting_names if name in set(results["method"])]
+        analyse(results, confidences, setting_names, list(args.peers), args.out)
+        return
     start = time.perf_counter()
     settings = [
         cr.benchmark.METHODS["cellrep_default"],
         cr.benchmark.METHODS["souza_mehta"],
         *candidate_settings(),
     ]
+    if args.quick:
+        settings = [method for method in settings if method.name in QUICK_SETTINGS]
     methods = settings + list(args.peers)
     datasets = [name for group in args.groups for name in GROUPS[group]]
     data = {name: load(name, args.data_dir, args.extra_dir) for name in datasets}
     tables = []
 
-    def run(name, tasks, method_list, **kwargs):
+    def save_partial():
+        # every finished dataset is on disk: a run stopped early can still be analysed (--analyse)
+        args.out.mkdir(parents=True, exist_ok=True)
+        pd.concat(tables, ignore_index=True).to_csv(args.out / "results_partial.csv", index=False)
+        if confidences:
+            pd.concat(confidences, ignore_index=True).to_csv(args.out / "novel_confidences.csv", index=False)
+
+    def run(name, tasks, method_list, adata=None, **kwargs):
         print(f"== {name}: {tasks} ({time.perf_counter() - start:.0f} s)", flush=True)
         tables.append(
             run_benchmark(
-                data[name],
+                data[name] if adata is None else adata,
                 "cell_type",
                 methods=method_list,
                 tasks=tasks,
@@ -310,44 +343,45 @@ def main() -> None:
             )
         )
 
+    confidences = []
     if not args.novel_only:
-        for name in datasets:
-            run(name, ["within", "leave_one_batch_out"] if name in LOBO else ["within"], methods)
-        if "baron" in args.groups:
-            for source, column, target in CROSS_SPECIES:
+        for group in args.groups:  # group by group, so that a stopped run holds whole groups
+            for name in GROUPS[group]:
                 run(
-                    source,
-                    ["cross_species"],
+                    name,
+                    ["within", "leave_one_batch_out"] if name in LOBO and args.lobo else ["within"],
                     methods,
-                    query=data[target],
-                    query_name=target,
-                    orthologs=column,
                 )
-        if "pbmc" in args.groups:
-            coarse = {name: coarse_pbmc_labels(data[name]) for name in GROUPS["pbmc"]}
-            for source, target in CROSS_DATASET:
-                print(f"== cross-dataset {source} -> {target}", flush=True)
-                tables.append(
-                    run_benchmark(
-                        coarse[source],
-                        "cell_type",
-                        methods=methods,
-                        tasks=["cross_dataset"],
-                        dataset=source,
+            if group == "baron":
+                for source, column, target in CROSS_SPECIES:
+                    run(
+                        source,
+                        ["cross_species"],
+                        methods,
+                        query=data[target],
+                        query_name=target,
+                        orthologs=column,
+                    )
+            if group == "pbmc":
+                coarse = {name: coarse_pbmc_labels(data[name]) for name in GROUPS["pbmc"]}
+                for source, target in CROSS_DATASET:
+                    run(
+                        source,
+                        ["cross_dataset"],
+                        methods,
+                        adata=coarse[source],
                         query=coarse[target],
                         query_name=target,
-                        progress=False,
                     )
-                )
-    confidences = []
+            save_partial()
     if args.novel or args.novel_only:
         current = {}
         capture = _capturing(cr.benchmark.METHODS["cellrep_default"], confidences, current)
         novel_methods = [capture, *[name for name in NOVEL_METHODS if name != "cellrep_default"]]
-        for name in datasets:
-            if name in NOVEL_DATASETS:
-                current.update(name=name, data=data[name])
-                run(name, ["novel_type"], novel_methods)
+        for name in [name for name in NOVEL_DATASETS if name in datasets]:
+            current.update(name=name, data=data[name])
+            run(name, ["novel_type"], novel_methods)
+            save_partial()
     results = pd.concat(tables, ignore_index=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -356,14 +390,23 @@ def main() -> None:
     failed = results.loc[results["error"] != "", ["method", "dataset", "error"]].drop_duplicates()
     if not failed.empty:
         print("\nfailures:\n" + failed.to_string(index=False))
+    if confidences:
+        pd.concat(confidences, ignore_index=True).to_csv(args.out / "novel_confidences.csv", index=False)
+    analyse(results, confidences, [method.name for method in settings], list(args.peers), args.out)
+    print(f"\nwrote {', '.join(map(str, paths.values()))}; took {time.perf_counter() - start:.0f} s")
+
+
+def analyse(
+    results: pd.DataFrame, confidences: list, settings: list[str], peers: list[str], out: Path
+) -> None:
+    """Print (and write) the leave-one-dataset-out tables of the default and of the unknown threshold."""
     standard = results[results["task"] != "novel_type"]
     if not standard.empty:
-        setting_names = [method.name for method in settings]
-        lodo = leave_one_dataset_out(standard, setting_names, list(args.peers))
+        lodo = leave_one_dataset_out(standard, settings, peers)
         print("\n## leave-one-dataset-out\n" + _markdown(lodo))
-        lodo.to_csv(args.out / "leave_one_dataset_out.csv", index=False)
-    if confidences:
-        novel = results[results["task"] == "novel_type"]
+        lodo.to_csv(out / "leave_one_dataset_out.csv", index=False)
+    novel = results[results["task"] == "novel_type"]
+    if not novel.empty:
         summary = (
             novel.groupby(["dataset", "method"])[
                 ["novel_auroc", "known_macro_f1", "novel_unknown_fraction", "known_unknown_fraction"]
@@ -373,10 +416,10 @@ def main() -> None:
         )
         print("\n## novel type (mean over held-out types)\n" + _markdown(summary))
         print(_markdown(summary.groupby("method").mean(numeric_only=True).reset_index()))
+    if confidences:
         thresholds = choose_unknown_threshold(pd.concat(confidences, ignore_index=True))
         print("\n## unknown threshold, leave-one-dataset-out\n" + _markdown(thresholds))
-        thresholds.to_csv(args.out / "unknown_threshold_lodo.csv", index=False)
-    print(f"\nwrote {', '.join(map(str, paths.values()))}; took {time.perf_counter() - start:.0f} s")
+        thresholds.to_csv(out / "unknown_threshold_lodo.csv", index=False)
 
 
 def _capturing(method: Method, store: list, current: dict) -> Method:

@@ -18,8 +18,8 @@ from tests.model.model_fixtures import single_torch_thread  # noqa: F401
 from cellrep.model import CellEncoder
 from cellrep.model._augment import binomial_thin, repack, subsample_genes
 from cellrep.model._module import CellEncoderModule
-from cellrep.model._trainingplan import CellEncoderTrainingPlan, learning_rate_factor
 from cellrep.model._training import training_arguments
+from cellrep.model._trainingplan import CellEncoderTrainingPlan, learning_rate_factor
 
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
 
@@ -175,7 +175,9 @@ def test_pca_gene_embedding_is_the_default_and_random_is_an_option():
     with pytest.raises(ValueError, match="gene_embedding must be"):
         CellEncoder(adata, gene_embedding="word2vec")
     random = CellEncoder(adata, d_model=16, n_heads=2, gene_embedding="random")
-    assert not np.allclose(random.module.encoder.embedding.gene.weight[: adata.n_vars].detach().numpy(), table)
+    assert not np.allclose(
+        random.module.encoder.embedding.gene.weight[: adata.n_vars].detach().numpy(), table
+    )
 
 
 def test_finetune_writes_predictions_like_transfer_labels():
@@ -201,3 +203,17 @@ def test_finetune_writes_predictions_like_transfer_labels():
     assert (query.obs["encoder_pred"].astype(str).to_numpy() == truth).mean() > 0.9
     with pytest.raises(ValueError, match="finetune"):
         pretrained.predict(query)
+
+
+def test_length_buckets_give_the_same_states_without_a_mask():
+    torch.manual_seed(0)
+    module = CellEncoderModule(30, n_layers=2, d_model=16, n_heads=2, max_seq_len=20).eval()
+    counts = torch.poisson(torch.full((12, 30), 0.5))
+    tokens = module.tokenize(counts)
+    assert tokens.padding_mask.any()
+    with torch.no_grad():
+        padded = module.encode(tokens)
+        module.length_buckets = True
+        bucketed = module.encode(tokens)
+    real = ~tokens.padding_mask
+    torch.testing.assert_close(bucketed[real], padded[real], rtol=1e-5, atol=1e-5)

@@ -1,6 +1,6 @@
 """PCA of dask-backed matrices: the block-Krylov solver with distributed products, or a Gram matrix.
 
-``solver='krylov'`` is the in-memory solver of :mod:`cellrep._array._pca` with its
+``solver='krylov'`` (default) is the in-memory solver of :mod:`cellrep._array._pca` with its
 products distributed: each Krylov step is one pass that adds the per-chunk ``A_bᵀ (A_b Q)``
 (genes × block width) in a tree, so the cells never meet on one machine. Centring and
 scaling stay implicit (:class:`~cellrep._array._pca_operator.CenteredScaledOperator` on each
@@ -12,9 +12,11 @@ cells, read once), ``n_power_iter + 1`` Krylov steps.
 ``solver='covariance_eigh'`` is scanpy's dask solver: one pass adds the per-chunk genes × genes
 Gram matrices ``X_bᵀ X_b`` and column sums, then a dense ``eigh``; it holds a genes × genes
 float64 matrix per task, so it is meant for selected genes (a few thousand), and for plain
-matrices (not rank-probit or Pearson residuals). Its eigenvectors are exact, and one pass
-instead of ``n_power_iter + 3`` matters on dask, where every pass reads (and normalizes) the
-data again: ``solver='auto'`` (default) picks it up to ``COVARIANCE_MAX_GENES`` genes.
+matrices (not rank-probit or Pearson residuals). Its eigenvectors are exact and it reads the
+data once instead of ``n_power_iter + 3`` times, but a chunk's Gram matrix costs ``nnz²`` per
+cell (``genes²`` for dense chunks) against ``~2300 nnz`` for all Krylov steps: on 200 000
+cells × 2000 selected genes it took 52 s against Krylov's 32 s (docs/benchmarks.md), so
+``solver='auto'`` (default) is Krylov, which also equals the in-memory result.
 """
 
 from __future__ import annotations
@@ -39,9 +41,6 @@ from ._pca import (
 from ._pca_operator import build_operator, column_mean_var, column_sums_squares, mean_var_from_sums
 
 SOLVERS = ("auto", "krylov", "covariance_eigh")
-# 'auto' takes the one-pass Gram solver up to this many genes (a genes × genes float64 matrix
-# per task: 128 MiB at 4096), the Krylov solver beyond and for implicit matrices
-COVARIANCE_MAX_GENES = 4096
 
 
 def _checked_block(block):
@@ -147,8 +146,7 @@ def _(
 ):
     """:func:`cellrep._array._pca.pca_matrix` of a dask-backed matrix; the scores stay lazy.
 
-    ``solver``: ``'krylov'``, ``'covariance_eigh'`` or ``'auto'`` (the Gram matrix for plain
-    matrices of up to ``COVARIANCE_MAX_GENES`` genes, Krylov otherwise); see the module docstring.
+    ``solver``: ``'krylov'`` (also ``'auto'``) or ``'covariance_eigh'``; see the module docstring.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
@@ -158,10 +156,8 @@ def _(
         raise ValueError(
             f"n_comps={n_comps} is out of range: it must be between 1 and min(n_cells, n_genes) = {min(n_rows, n_cols)}."
         )
-    if solver == "auto":
-        solver = (
-            "covariance_eigh" if matrix.make_block is None and n_cols <= COVARIANCE_MAX_GENES else "krylov"
-        )
+    if solver == "auto":  # measured faster (benchmarks/bench_dask.py), and the same result as in memory
+        solver = "krylov"
     if solver == "covariance_eigh":
         if matrix.make_block is not None:
             raise ValueError(

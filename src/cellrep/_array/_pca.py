@@ -287,8 +287,7 @@ def pca_matrix(
         Thread limit for the numba kernels (default ``cellrep.settings.n_threads``).
     solver
         ``'auto'`` or ``'krylov'``: the block Krylov solver. Dask arrays also take
-        ``'covariance_eigh'`` (see :mod:`cellrep._array._dask_pca`), which ``'auto'`` picks there
-        for plain matrices of up to a few thousand genes.
+        ``'covariance_eigh'``, a one-pass genes × genes Gram matrix (see :mod:`cellrep._array._dask_pca`).
     """
     if solver not in ("auto", "krylov"):
         raise ValueError(

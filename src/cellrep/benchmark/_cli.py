@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="CPU minutes of CellEncoder pretraining per split (methods cellencoder*; default: 1.0)",
     )
+    from ._annotate import add_annotate_parser
+
+    add_annotate_parser(commands)
     return parser
 
 
@@ -180,7 +183,7 @@ def benchmark_command(args) -> int:
     from ._report import results_table, write_outputs
     from ._run import run_benchmark
 
-    set_encoder_minutes(args.encoder_minutes)
+    set_encoder_minutes(0.05)  # the warm-up only needs the encoder code paths, not a pretraining
     options = {
         "tasks": args.tasks,
         "dataset": inputs.name,
@@ -190,6 +193,7 @@ def benchmark_command(args) -> int:
         "batch_key": args.batch_key,
     }
     _warm_up(inputs, args, first_run=first_run)
+    set_encoder_minutes(args.encoder_minutes)
     results = run_benchmark(
         inputs.data,
         inputs.labels_key,
@@ -257,18 +261,20 @@ def _report_failures(results) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cellrep`` command."""
     args = parse_arguments(argv)
-    if args.command != "benchmark":  # pragma: no cover - argparse rejects unknown commands
-        return EXIT_BAD_INPUT
-    if args.list_methods:
+    if args.command == "benchmark" and args.list_methods:
         print(list_methods())
         return 0
+    if args.command == "annotate":
+        from ._annotate import annotate_command as run_command
+    else:
+        run_command = benchmark_command
     try:
-        return benchmark_command(args)
+        return run_command(args)
     except (InputError, FileNotFoundError, ValueError, TypeError, OSError) as error:
         if args.debug:
             raise
         message = str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
-        print(f"cellrep benchmark: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        print(f"cellrep {args.command}: error: {message} (--debug shows the traceback)", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -69,7 +69,9 @@ def _encoder(train, test, seed: int, trained: bool):
     from ..pp import select_genes
 
     minutes = _settings["minutes"]
-    key = _key(tuple(train.obs_names), tuple(test.obs_names), tuple(test.var_names[:50]), seed, minutes, trained)
+    key = _key(
+        tuple(train.obs_names), tuple(test.obs_names), tuple(test.var_names[:50]), seed, minutes, trained
+    )
     if key in _cache:
         return _cache[key]
     cells = _pretraining_cells(train, test)
@@ -109,7 +111,9 @@ def _probe_predict(deferred: _Deferred, test, trained: bool) -> np.ndarray:
     train_latent = encoder.get_latent_representation(_on_model_genes(deferred.train, encoder))
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, random_state=deferred.seed))
     probe.fit(train_latent, _labels(deferred.train, deferred.labels_key))
-    return np.asarray(probe.predict(encoder.get_latent_representation(_on_model_genes(test, encoder)))).astype(str)
+    return np.asarray(
+        probe.predict(encoder.get_latent_representation(_on_model_genes(test, encoder)))
+    ).astype(str)
 
 
 def _finetuned_predict(deferred: _Deferred, test) -> np.ndarray:

@@ -14,7 +14,7 @@ slow learned models).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -330,7 +330,8 @@ def _builtin_methods() -> dict[str, Method]:
     ]
     from ._encoder_methods import encoder_methods
 
-    peers.extend(encoder_methods())
+    # learned models: peers of the linear methods, minutes long, run only when named
+    peers.extend(replace(method, family="peer", slow=True) for method in encoder_methods())
     methods.update({method.name: method for method in peers})
     return methods
 

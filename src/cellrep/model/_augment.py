@@ -61,7 +61,9 @@ def subsample_genes(tokens: Tokens, drop_rate: float) -> Tokens:
         return tokens
     genes = tokens.gene_token_mask
     n_genes = genes.sum(1)
-    n_dropped = torch.minimum(torch.floor(drop_rate * n_genes.double() + 0.5).long(), (n_genes - 1).clamp_min(0))
+    n_dropped = torch.minimum(
+        torch.floor(drop_rate * n_genes.double() + 0.5).long(), (n_genes - 1).clamp_min(0)
+    )
     dropped = choose_per_row(genes, n_dropped)
     return tokens.replace(padding_mask=tokens.padding_mask | dropped)
 

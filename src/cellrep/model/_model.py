@@ -18,8 +18,8 @@ from scvi.model.base._save_load import _load_saved_files
 from .._validation import check_counts, get_matrix
 from ._module import CellEncoderModule
 from ._tokenize import SCHEMES
-from ._trainingplan import CellEncoderTrainingPlan
 from ._training import quiet_training, training_arguments
+from ._trainingplan import CellEncoderTrainingPlan
 from ._vocabulary import (
     align_to_vocabulary,
     balanced_class_weights,
@@ -110,7 +110,9 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         if tokenization not in SCHEMES:
             raise ValueError(f"tokenization must be one of {SCHEMES}, got {tokenization!r}.")
         if isinstance(gene_embedding, str) and gene_embedding not in ("pca", "random"):
-            raise ValueError(f"gene_embedding must be 'pca', 'random', an array or a DataFrame, got {gene_embedding!r}.")
+            raise ValueError(
+                f"gene_embedding must be 'pca', 'random', an array or a DataFrame, got {gene_embedding!r}."
+            )
         super().__init__(adata)
         n_bins = n_bins or DEFAULT_BINS.get(tokenization, 10)
         supervised = self.adata_manager.registry["setup_args"]["labels_key"] is not None
@@ -310,7 +312,9 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         ``uns[f'{key_added}_classes']``).
         """
         if self.module.label_head is None:
-            raise ValueError("predict needs a supervised encoder: call `model.finetune(adata, labels_key=...)`.")
+            raise ValueError(
+                "predict needs a supervised encoder: call `model.finetune(adata, labels_key=...)`."
+            )
         target = adata if adata is not None else self.adata
         with quiet_training():
             proba = torch.cat(
@@ -323,7 +327,9 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         classes = np.asarray(mapping["categorical_mapping"]).astype(str)
         frame = pd.DataFrame(proba, index=target.obs_names, columns=classes)
         if key_added is not None:
-            target.obs[f"{key_added}_pred"] = pd.Categorical(classes[proba.argmax(1)], categories=list(classes))
+            target.obs[f"{key_added}_pred"] = pd.Categorical(
+                classes[proba.argmax(1)], categories=list(classes)
+            )
             target.obs[f"{key_added}_confidence"] = proba.max(1)
             target.obsm[f"{key_added}_proba"] = proba.astype(np.float32)
             target.uns[f"{key_added}_classes"] = list(classes)

@@ -139,8 +139,10 @@ class CellEncoderModule(BaseModuleClass):
         n_random_features: int = 64,
         supervised: bool = False,
         pooling: str = "mean",
+        length_buckets: bool = False,
     ):
         super().__init__()
+        self.length_buckets = length_buckets
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}.")
         self.n_genes = n_input
@@ -183,7 +185,36 @@ class CellEncoderModule(BaseModuleClass):
         )
 
     def encode(self, tokens: Tokens) -> torch.Tensor:
-        """Hidden states ``(cells, length, d_model)``; bf16 autocast (flash/efficient SDPA) on CUDA."""
+        """Hidden states ``(cells, length, d_model)``; bf16 autocast (flash/efficient SDPA) on CUDA.
+
+        With ``length_buckets`` the cells are encoded in groups of equal length, each cut to
+        that length, so attention never sees a padding mask (PyTorch's flash kernel takes
+        none); the states are put back in place (padding positions stay 0).
+        """
+        if self.length_buckets and bool(tokens.padding_mask.any()):
+            return self._encode_by_length(tokens)
+        return self._encode(tokens)
+
+    def _encode_by_length(self, tokens: Tokens) -> torch.Tensor:
+        """Tokens must sit at the front of each row (as :func:`tokenize` and ``repack`` leave them)."""
+        lengths = (~tokens.padding_mask).sum(1)
+        hidden = None
+        for length in torch.unique(lengths).tolist():
+            rows = torch.nonzero(lengths == length).squeeze(1)
+            part = Tokens(
+                *(field[rows, :length] for field in (tokens.gene_ids, tokens.value_ids, tokens.values)),
+                tokens.padding_mask[rows, :length],
+                tokens.value_masked[rows, :length],
+            )
+            states = self._encode(part)
+            if hidden is None:
+                hidden = states.new_zeros((*tokens.gene_ids.shape, states.shape[-1]))
+            hidden = hidden.index_put(
+                (rows[:, None], torch.arange(length, device=rows.device)[None, :]), states
+            )
+        return hidden
+
+    def _encode(self, tokens: Tokens) -> torch.Tensor:
         if tokens.gene_ids.is_cuda and torch.cuda.is_bf16_supported():
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 return self.encoder(tokens).float()
@@ -279,7 +310,9 @@ class CellEncoderModule(BaseModuleClass):
                 )
         return terms
 
-    def local_terms(self, tensors: dict[str, torch.Tensor], objectives: Objectives, heads: bool = True) -> dict:
+    def local_terms(
+        self, tensors: dict[str, torch.Tensor], objectives: Objectives, heads: bool = True
+    ) -> dict:
         """Encode one chunk: its view projections and its MLM / supervised loss sums."""
         inference_outputs = self.inference(**self._get_inference_input(tensors), objectives=objectives)
         generative_outputs = self.generative(

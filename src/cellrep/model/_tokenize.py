@@ -74,7 +74,11 @@ def nonzero_entries(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
 def _sort_within_rows(rows, cols, key, integer_key: bool = False):
     """Permutation putting entries in row order, then descending key, then ascending column."""
     in_column_order = bool(((cols[1:] > cols[:-1]) | (rows[1:] != rows[:-1])).all()) if cols.numel() else True
-    order = torch.arange(cols.numel(), device=cols.device) if in_column_order else torch.argsort(cols, stable=True)
+    order = (
+        torch.arange(cols.numel(), device=cols.device)
+        if in_column_order
+        else torch.argsort(cols, stable=True)
+    )
     if integer_key and key.numel():
         # one stable sort on (row, -key): exact in int64 for counts below 2**62 / n_cells
         largest = int(key.max().item()) + 1

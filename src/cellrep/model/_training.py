@@ -12,8 +12,14 @@ DEFAULT_MAX_EPOCHS = 20
 TIME_BOUNDED_MAX_EPOCHS = 100_000
 MIN_STEPS_PER_EPOCH = 4
 SCVI_TRAIN_SIZE = 0.9
-SPARSE_WARNINGS = (".*[Ss]parse CSR tensor support is in beta.*", ".*Sparse invariant checks are implicitly disabled.*")
-LIGHTNING_RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+SPARSE_WARNINGS = (
+    ".*[Ss]parse CSR tensor support is in beta.*",
+    ".*Sparse invariant checks are implicitly disabled.*",
+)
+LIGHTNING_RANK_ZERO_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
 
 
 @dataclasses.dataclass
@@ -34,7 +40,9 @@ def budget_seconds(max_time) -> float | None:
         return max_time.total_seconds()
     if isinstance(max_time, int | float) and max_time > 0:
         return float(max_time)
-    raise ValueError(f"max_time must be positive seconds, a dict such as {{'minutes': 5}} or a timedelta, got {max_time!r}.")
+    raise ValueError(
+        f"max_time must be positive seconds, a dict such as {{'minutes': 5}} or a timedelta, got {max_time!r}."
+    )
 
 
 def training_arguments(

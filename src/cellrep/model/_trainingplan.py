@@ -176,7 +176,9 @@ class CellEncoderTrainingPlan(TrainingPlan):
             module, lr=lr, weight_decay=weight_decay, optimizer=optimizer, eps=1e-8, lr_min=lr_min, **kwargs
         )
         self.automatic_optimization = False
-        if not (chunk_size is None or chunk_size == "auto" or (isinstance(chunk_size, int) and chunk_size > 0)):
+        if not (
+            chunk_size is None or chunk_size == "auto" or (isinstance(chunk_size, int) and chunk_size > 0)
+        ):
             raise ValueError(f"chunk_size must be a positive int, 'auto' or None, got {chunk_size!r}.")
         if not 0 <= warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}.")
@@ -324,7 +326,9 @@ class CellEncoderTrainingPlan(TrainingPlan):
                 backward(surrogate * (dist.get_world_size() if distributed() else 1))
             start += n_cells
         restore_rng(rng_after, device)
-        local = self._losses(views, {**totals, **{k: global_sum(v, device) for k, v in replayed.items()}}, False)
+        local = self._losses(
+            views, {**totals, **{k: global_sum(v, device) for k, v in replayed.items()}}, False
+        )
         losses["loss"] = losses["loss"] + local["loss"]
         losses["mlm_loss"], losses["supervised_loss"] = local["mlm_loss"], local["supervised_loss"]
         return {key: torch.as_tensor(value).detach() for key, value in losses.items()}
@@ -373,7 +377,9 @@ class CellEncoderTrainingPlan(TrainingPlan):
     def validation_step(self, batch, batch_idx):
         chunk_size = self.effective_chunk_size(batch["X"].shape[0])
         with torch.no_grad():
-            parts = [self.module.local_terms(chunk, self.objectives) for chunk in split_batch(batch, chunk_size)]
+            parts = [
+                self.module.local_terms(chunk, self.objectives) for chunk in split_batch(batch, chunk_size)
+            ]
         keys = ("mlm_sum", "mlm_count", "supervised_sum", "supervised_count")
         totals = {key: global_sum(sum(float(part[key]) for part in parts), batch["X"].device) for key in keys}
         views = [torch.cat(view) for view in zip(*(part["embeddings"] for part in parts), strict=True)]

@@ -115,7 +115,9 @@ def pca_gene_embedding(counts, d_model: int, *, random_state: int = 0) -> np.nda
     n_cells, n_genes = counts.shape
     n_comps = min(d_model, n_cells - 1, n_genes - 1)
     if n_comps < 1:
-        raise ValueError("A PCA gene embedding needs at least 2 cells and 2 genes; pass gene_embedding='random'.")
+        raise ValueError(
+            "A PCA gene embedding needs at least 2 cells and 2 genes; pass gene_embedding='random'."
+        )
     data = _AnnData(counts)
     log_normalize(data)
     pca(data, n_comps=n_comps, standardize=True, random_state=random_state)

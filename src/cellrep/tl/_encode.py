@@ -37,7 +37,11 @@ def encode(
     """
     latent = model.get_latent_representation(adata, pooling=pooling, batch_size=batch_size)
     adata.obsm[key_added] = latent
-    params = {"pooling": pooling or model.module.pooling, "key_added": key_added, "model": model._model_summary_string}
+    params = {
+        "pooling": pooling or model.module.pooling,
+        "key_added": key_added,
+        "model": model._model_summary_string,
+    }
     store_params(adata, "cellencoder", params)
 
 

@@ -136,10 +136,10 @@ def pca(
     copy
         Work on and return a copy of ``adata``.
     solver
-        ``'auto'`` or ``'krylov'`` (the solver above). For a dask array (chunks of cells; the scores
-        stay a lazy dask array), ``'covariance_eigh'`` adds the chunks' genes × genes Gram matrices in
-        one pass, as scanpy's dask PCA, and ``'auto'`` takes it for plain data of up to 4096 genes:
-        every pass over a lazy matrix reads it again, and Krylov needs ``n_power_iter + 3`` of them.
+        ``'auto'`` or ``'krylov'``: the solver above, also for a dask array (chunks of cells; the
+        scores stay a lazy dask array). A dask array also takes ``'covariance_eigh'``, scanpy's dask
+        solver: the chunks' genes × genes Gram matrices added in one pass (exact; slower than
+        Krylov on 2000 selected genes of 200 000 cells, see docs/benchmarks.md).
 
     Returns
     -------

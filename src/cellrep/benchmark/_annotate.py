@@ -1,0 +1,137 @@
+"""``cellrep annotate``: label a query from a labelled reference, optionally straight from disk with dask.
+
+With ``--lazy`` the query's counts stay on disk (:func:`cellrep.read_lazy`, chunks of
+``--chunk-size`` cells) and are read chunk by chunk on the ``--scheduler``: ``threads`` (this
+process), ``processes`` (a local dask.distributed cluster) or the address of a running
+scheduler (``tcp://host:8786``, from dask-jobqueue or Kubernetes). A progress bar follows the chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEDULERS = ("threads", "processes")
+
+
+def add_annotate_parser(commands) -> None:
+    """Register the ``annotate`` subcommand on an argparse subparsers object."""
+    annotate = commands.add_parser(
+        "annotate",
+        help="label a query .h5ad/.zarr from a labelled reference (cr.tl.transfer_labels)",
+        description=(
+            "Predict the reference's labels for every query cell with cr.tl.transfer_labels and write "
+            "them (prediction and confidence per cell) to a CSV. --lazy keeps the query on disk and "
+            "reads it in chunks of cells with dask, so a query larger than memory can be annotated."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    annotate.add_argument("--reference", type=Path, required=True, help="labelled .h5ad with raw counts in X")
+    annotate.add_argument("--query", type=Path, required=True, help=".h5ad or .zarr with raw counts in X")
+    annotate.add_argument("--labels", default="cell_type", help="obs column of the reference with the labels")
+    annotate.add_argument(
+        "--method", default="logreg", choices=("logreg", "centroid", "sctop"), help="transfer method"
+    )
+    annotate.add_argument(
+        "--out", type=Path, default=Path("labels.csv"), help="CSV with one row per query cell"
+    )
+    annotate.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    add_dask_arguments(annotate)
+
+
+def add_dask_arguments(parser) -> None:
+    """``--lazy``, ``--chunk-size`` and ``--scheduler``, shared by the commands that read a query."""
+    from .._io import DEFAULT_CHUNK_SIZE
+
+    parser.add_argument("--lazy", action="store_true", help="read the query from disk in chunks (dask)")
+    parser.add_argument(
+        "--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="cells per chunk with --lazy"
+    )
+    parser.add_argument(
+        "--scheduler",
+        default="threads",
+        help="with --lazy: 'threads', 'processes' (a local dask.distributed cluster) or a scheduler address",
+    )
+
+
+@contextmanager
+def dask_scheduler(spec: str):
+    """Run the dask computations of the block on ``spec`` with a progress bar over the chunks."""
+    import dask
+
+    if spec == "threads":
+        from dask.diagnostics import ProgressBar
+
+        with dask.config.set(scheduler="threads"), ProgressBar(dt=1.0, out=sys.stderr):
+            yield
+        return
+    from distributed import Client, LocalCluster
+
+    with (
+        (
+            LocalCluster(threads_per_worker=1, dashboard_address=None)
+            if spec == "processes"
+            else _address(spec)
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        print(f"dask: {client}", file=sys.stderr)
+        with _distributed_progress(client):
+            yield
+
+
+@contextmanager
+def _address(spec: str):
+    if "://" not in spec and ":" not in spec:
+        raise ValueError(
+            f"--scheduler must be one of {SCHEDULERS} or a scheduler address (tcp://host:8786), got {spec!r}."
+        )
+    yield spec
+
+
+@contextmanager
+def _distributed_progress(client):
+    """Print the number of finished tasks every few seconds (the distributed scheduler has no local bar)."""
+    import threading
+
+    stop = threading.Event()
+
+    def report() -> None:
+        while not stop.wait(5.0):
+            counts = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+            print(f"dask: {counts} tasks in flight", file=sys.stderr)
+
+    thread = threading.Thread(target=report, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def annotate_command(args) -> int:
+    import anndata as ad
+
+    from .. import read_lazy
+    from ..tl import transfer_labels
+
+    reference = ad.read_h5ad(args.reference)
+    if args.lazy:
+        query = read_lazy(args.query, chunk_size=args.chunk_size)
+    else:
+        query = ad.read_zarr(args.query) if args.query.is_dir() else ad.read_h5ad(args.query)
+    with dask_scheduler(args.scheduler) if args.lazy else _no_scheduler():
+        transfer_labels(reference, query, labels_key=args.labels, method=args.method)
+    key = args.labels
+    columns = [f"{key}_pred", f"{key}_confidence"]
+    query.obs[columns].to_csv(args.out)
+    print(f"wrote {args.out} ({query.n_obs} cells)")
+    return 0
+
+
+@contextmanager
+def _no_scheduler():
+    yield
