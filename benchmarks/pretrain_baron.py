@@ -1,191 +1,169 @@
-"""Pretrain CellEncoder on Baron human + mouse pancreas within a time budget, then compare a
-logistic-regression probe on its embedding with linear representations.
+"""Acceptance run of the CellEncoder on Baron pancreas: harness methods, per-class F1, new-user path.
 
-Mouse genes are renamed to their one-to-one human ortholog (``var['human_ortholog']``), the
-two species are concatenated on the union of genes, and the model vocabulary is the
-``--n-genes`` most variable genes (scanpy 'seurat' flavour, per species). After pretraining
-(no labels), the benchmark harness (``cellrep.benchmark.run_benchmark``, task ``within``: 3
-stratified 80/20 splits of baron_human_subset, seeds 0, 1, 2) reports macro-F1 of
-``LogisticRegression`` on the frozen pretrained embedding (CLS and mean pooling) and on the same
-architecture at random initialisation, beside cellrep's linear methods and scanpy's pipeline.
+Part 1 (``--part harness``): ``cellrep benchmark``'s methods ``cellrep_default``,
+``cellencoder_untrained``, ``cellencoder`` and ``cellencoder_finetuned`` on
+baron_human_subset: the within task (3 stratified 80/20 splits, seeds 0, 1, 2) and the
+cross-species task (human reference → Baron mouse, genes through ``var['mouse_ortholog']``;
+the encoder is pretrained on the union of reference and query cells, without query labels).
+Each encoder pretraining gets ``--minutes`` of wall clock (fine-tuning half of it).
 
-Usage::
+Part 2 (``--part new_user``): what a new user types, on all genes of the training cells of the
+same 3 splits: ``CellEncoder.setup_anndata(train); m = CellEncoder(train);
+m.train(max_epochs=N)``, then ``m.get_latent_representation()`` + logistic regression,
+beside ``cellrep_default`` on the same split.
 
-    python benchmarks/pretrain_baron.py --minutes 8
+Prints macro-F1 per method and split, mean ± sd, and per-class F1 summed over the splits'
+predictions. Usage::
+
+    python benchmarks/pretrain_baron.py --part harness --minutes 5 --output harness.csv
+    python benchmarks/pretrain_baron.py --part new_user --epochs 8
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+import warnings
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
-import scvi
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-
-import cellrep as cr
-from cellrep.benchmark import Method, results_table, run_benchmark
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from sklearn.metrics import f1_score
 
 
-def load_union() -> ad.AnnData:
+def _shared_data() -> Path:
+    """$CELLREP_SHARED_DATA, else the first ``shared/data`` folder above this checkout."""
+    if os.environ.get("CELLREP_SHARED_DATA"):
+        return Path(os.environ["CELLREP_SHARED_DATA"])
+    for folder in Path(__file__).resolve().parents:
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return Path("shared") / "data"
+
+
+DATA = _shared_data()
+METHODS = ["cellrep_default", "cellencoder_untrained", "cellencoder", "cellencoder_finetuned"]
+
+
+def recording(method, store: list):
+    """A copy of a harness method that also keeps its predictions (for per-class F1)."""
+    from cellrep.benchmark import Method
+
+    def predict(fitted, test):
+        predicted = np.asarray(method.predict(fitted, test)).astype(str)
+        store.append((method.name, tuple(test.obs_names), predicted))
+        return predicted
+
+    return Method(method.name, method.fit, predict, default=method.default, description=method.description)
+
+
+def per_class_table(predictions: list, splits) -> pd.DataFrame:
+    truth = {tuple(split.test.obs_names): (split.task, split.truth) for split in splits}
+    rows = {}
+    for name, cells, predicted in predictions:
+        task, labels = truth[cells]
+        rows.setdefault((task, name), ([], []))
+        rows[(task, name)][0].extend(labels)
+        rows[(task, name)][1].extend(predicted)
+    table = {}
+    for (task, name), (labels, predicted) in rows.items():
+        classes = np.unique(labels)
+        scores = f1_score(labels, predicted, labels=classes, average=None, zero_division=0)
+        table[(task, name)] = pd.Series(scores, index=classes)
+    return pd.DataFrame(table).round(3)
+
+
+def harness(args) -> None:
+    from cellrep.benchmark import METHODS as REGISTRY
+    from cellrep.benchmark import make_splits, results_table, run_benchmark
+    from cellrep.benchmark._encoder_methods import set_encoder_minutes
+
+    set_encoder_minutes(args.minutes)
     human = ad.read_h5ad(DATA / "baron_human_subset.h5ad")
     mouse = ad.read_h5ad(DATA / "baron_mouse.h5ad")
-    ortholog = mouse.var["human_ortholog"].astype(str)
-    renamed = np.where(ortholog != "", ortholog, "mouse:" + mouse.var_names.to_numpy())
-    mouse.var_names = pd.Index(renamed)
-    mouse = mouse[:, ~mouse.var_names.duplicated()].copy()
-    for part in (human, mouse):
-        part.obs = part.obs[["cell_type", "batch", "species"]].astype(str)
-        part.var = part.var[[]]
-    combined = ad.concat([human, mouse], join="outer", fill_value=0)
-    combined.obs_names_make_unique()
-    return combined
-
-
-def variable_genes(adata: ad.AnnData, n_genes: int) -> pd.Index:
-    normalized = adata.copy()
-    sc.pp.normalize_total(normalized, target_sum=1e4)
-    sc.pp.log1p(normalized)
-    sc.pp.highly_variable_genes(normalized, n_top_genes=n_genes, batch_key="species", flavor="seurat")
-    return normalized.var_names[normalized.var["highly_variable"].to_numpy()]
-
-
-def frozen_encoder_method(name: str, model, pooling: str) -> Method:
-    """A harness method: logistic regression on the latent space of an already trained encoder."""
-
-    def fit(train, labels_key: str, seed: int):
-        latent = model.get_latent_representation(train, pooling=pooling)
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, random_state=seed))
-        return probe.fit(latent, train.obs[labels_key].astype(str).to_numpy())
-
-    def predict(probe, test) -> np.ndarray:
-        return probe.predict(model.get_latent_representation(test, pooling=pooling))
-
-    return Method(
-        name, fit, predict, description=f"frozen CellEncoder ({pooling} pooling) + LogisticRegression"
+    predictions: list = []
+    methods = [recording(REGISTRY[name], predictions) for name in args.methods]
+    options = {
+        "query": mouse,
+        "query_name": "baron_mouse",
+        "orthologs": "mouse_ortholog",
+        "dataset": "baron_human_subset",
+        "seeds": args.seeds,
+    }
+    results = run_benchmark(human, "cell_type", methods=methods, tasks=args.tasks, progress=False, **options)
+    print(
+        results[
+            ["task", "split", "method", "macro_f1", "accuracy", "fit_seconds", "predict_seconds", "error"]
+        ].to_string()
     )
+    print(results_table(results))
+    summary = results.groupby(["task", "method"])["macro_f1"].agg(["mean", "std", "count"]).round(3)
+    print(summary.to_string())
+    splits = make_splits(human, "cell_type", tasks=args.tasks, **options)
+    print("\nper-class F1 (all splits' test cells pooled)")
+    print(per_class_table(predictions, splits).to_string())
+    if args.output:
+        results.to_csv(args.output, index=False)
 
 
-def make_model(adata: ad.AnnData, args: argparse.Namespace):
-    return cr.model.CellEncoder(
-        adata,
-        n_layers=args.layers,
-        d_model=args.d_model,
-        n_heads=args.heads,
-        max_seq_len=args.max_seq_len,
-        tokenization=args.tokenization,
-    )
+def new_user(args) -> None:
+    import scvi
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    import cellrep as cr
+    from cellrep.benchmark import METHODS as REGISTRY
+
+    human = ad.read_h5ad(DATA / "baron_human_subset.h5ad")
+    labels = human.obs["cell_type"].astype(str).to_numpy()
+    rows, predictions = [], []
+    for seed in args.seeds:
+        train_idx, test_idx = train_test_split(
+            np.arange(human.n_obs), test_size=0.2, stratify=labels, random_state=seed
+        )
+        train, test = human[train_idx].copy(), human[test_idx].copy()
+        scvi.settings.seed = seed
+        start = time.perf_counter()
+        cr.model.CellEncoder.setup_anndata(train)
+        model = cr.model.CellEncoder(train)
+        model.train(max_epochs=args.epochs)
+        seconds = time.perf_counter() - start
+        classifier = LogisticRegression(max_iter=1000).fit(
+            model.get_latent_representation(), labels[train_idx]
+        )
+        predicted = classifier.predict(model.get_latent_representation(test))
+        default = REGISTRY["cellrep_default"]
+        linear = default.predict(default.fit(train.copy(), "cell_type", seed), test.copy())
+        for name, guess in (("new_user_encoder", predicted), ("cellrep_default", linear)):
+            score = f1_score(labels[test_idx], guess, labels=np.unique(labels[test_idx]), average="macro")
+            rows.append({"seed": seed, "method": name, "macro_f1": score, "seconds": seconds})
+            predictions.append((name, labels[test_idx], guess))
+        print(rows[-2], rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    print(table.to_string())
+    print(table.groupby("method")["macro_f1"].agg(["mean", "std"]).round(3).to_string())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--minutes", type=float, default=9.5, help="training budget (wall clock)")
-    parser.add_argument("--n-genes", type=int, default=3000)
-    parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--max-seq-len", type=int, default=48)
-    parser.add_argument("--tokenization", default="equal_bins")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--chunk-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--mlm-weight", type=float, default=1.0)
-    parser.add_argument("--contrastive-weight", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-epochs", type=int, default=200)
-    parser.add_argument("--subsample-rate", type=float, default=0.5)
-    parser.add_argument("--mask-ratio", type=float, default=0.3)
-    parser.add_argument("--temperature", type=float, default=0.2)
-    parser.add_argument(
-        "--linear-methods",
-        nargs="+",
-        default=["cellrep_default", "cellrep_log_logreg", "cellrep_rank_probit_logreg", "scanpy"],
-        help="harness methods run beside the encoder",
-    )
-    parser.add_argument("--output", type=Path, help="CSV of the harness results")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)"
-    )
+    parser.add_argument("--part", choices=["harness", "new_user"], default="harness")
+    parser.add_argument("--minutes", type=float, default=5.0, help="pretraining wall clock per split")
+    parser.add_argument("--epochs", type=int, default=8, help="max_epochs of the new-user path")
+    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--tasks", nargs="+", default=["within", "cross_species"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output", type=Path)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch threads: {torch.get_num_threads()}; args: {vars(args)}", flush=True)
-
-    combined = load_union()
-    genes = variable_genes(combined, args.n_genes)
-    adata = combined[:, genes].copy()
-    print(f"{adata.n_obs} cells (human + mouse), vocabulary {adata.n_vars} genes", flush=True)
-
-    scvi.settings.seed = args.seed
-    cr.model.CellEncoder.setup_anndata(adata)
-    model = make_model(adata, args)
-    plan_kwargs = {
-        "chunk_size": args.chunk_size,
-        "lr": args.lr,
-        "warmup_steps": 10,
-        "mlm_weight": args.mlm_weight,
-        "contrastive_weight": args.contrastive_weight,
-        "subsample_rate": args.subsample_rate,
-        "mask_ratio": args.mask_ratio,
-        "temperature": args.temperature,
-    }
-    budget = args.minutes * 60
-    # the wall-clock budget (Lightning's max_time) ends training; the cosine schedule spans
-    # --max-epochs, so with the default the learning rate stays near its peak after warm-up
-    max_epochs = args.max_epochs
-    start = time.perf_counter()
-    model.train(
-        max_epochs=max_epochs,
-        batch_size=args.batch_size,
-        train_size=1.0,
-        plan_kwargs=plan_kwargs,
-        max_time={"seconds": budget},
-        enable_progress_bar=False,
-    )
-    train_seconds = time.perf_counter() - start
-    history = model.history
-    epochs_done = len(history["train_loss"])
-    print(
-        f"trained {epochs_done} epochs in {train_seconds / 60:.2f} min; losses first/last epoch: "
-        + ", ".join(
-            f"{key} {history[key].iloc[0, 0]:.3f}/{history[key].iloc[-1, 0]:.3f}"
-            for key in ("train_loss", "mlm_loss_train", "contrastive_loss_train")
-        ),
-        flush=True,
-    )
-
-    human = combined[combined.obs["species"] == "human"].copy()
-    human = human[:, human.X.sum(axis=0).A1 > 0].copy()
-    start = time.perf_counter()
-    cr.tl.encode(human, model)
-    print(f"embedding: {human.n_obs / (time.perf_counter() - start):.0f} cells/s", flush=True)
-
-    untrained = make_model(adata, args)
-    methods = [
-        frozen_encoder_method("cellencoder_pretrained_cls", model, "cls"),
-        frozen_encoder_method("cellencoder_pretrained_mean", model, "mean"),
-        frozen_encoder_method("cellencoder_random_init_cls", untrained, "cls"),
-        frozen_encoder_method("cellencoder_random_init_mean", untrained, "mean"),
-        *args.linear_methods,
-    ]
-    results = run_benchmark(
-        human, "cell_type", methods=methods, tasks=["within"], dataset="baron_human_subset"
-    )
-    print("\nmacro-F1 on baron_human_subset, logistic regression, 3 x stratified 80/20 (seeds 0,1,2)")
-    print(results_table(results))
-    if args.output:
-        results.to_csv(args.output, index=False)
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    print(f"args: {vars(args)}", flush=True)
+    harness(args) if args.part == "harness" else new_user(args)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,27 @@ from ._settings import numba_threads
 SUPPORTED_MATRIX_TYPES = "a numpy ndarray or a scipy CSR/CSC matrix or array"
 
 
-def get_matrix(adata, layer: str | None = None):
-    """Return ``adata.X`` or ``adata.layers[layer]``, with a clear error for a wrong layer."""
+# values within this distance of an integer, relative to max(1, |value|), count as integer counts
+COUNT_TOLERANCE = 1e-6
+# dtypes the numba kernels do not compile for, and the dtype they are converted to (exactly)
+UPCAST_DTYPES = {np.dtype(np.float16): np.float32, np.dtype(np.bool_): np.float32}
+SUPPORTED_DTYPES = (
+    "float32, float64, float16 or bool (converted to float32), and the signed and unsigned integer types"
+)
+BACKED_ADVICE = (
+    "Load it into memory with `adata = adata.to_memory()` if it fits (or subset first: "
+    "`adata[cells].to_memory()`), or read the file lazily as a dask array of cell chunks, which cellrep "
+    "processes chunk by chunk: `adata = cr.read_lazy(path)` (`anndata.experimental.read_elem_lazy`)."
+)
+
+
+def stored_matrix(adata, layer: str | None = None):
+    """``adata.X`` or ``adata.layers[layer]`` exactly as stored, with a clear error for a wrong layer or backed data."""
     if layer is None:
+        if getattr(adata, "isbacked", False):
+            raise TypeError(
+                f"adata is backed (read with backed='r'), so adata.X is still on disk. {BACKED_ADVICE}"
+            )
         if adata.X is None:
             raise ValueError("adata.X is None; pass `layer=` naming the layer that holds the data.")
         return adata.X
@@ -31,6 +49,46 @@ def get_matrix(adata, layer: str | None = None):
             f"Layer {layer!r} not found in adata.layers (available: {available}). Pass layer=None to use adata.X."
         )
     return adata.layers[layer]
+
+
+def get_matrix(adata, layer: str | None = None):
+    """``adata.X`` or ``adata.layers[layer]`` ready for the kernels: the one read every public function uses.
+
+    The stored matrix is checked (:func:`check_matrix_type`) and, when needed, a converted
+    copy is returned (:func:`as_kernel_input`): float16 and bool become float32, sparse
+    matrices with duplicate entries or unsorted indices become canonical. The stored matrix
+    itself is never modified.
+    """
+    return as_kernel_input(stored_matrix(adata, layer))
+
+
+def as_kernel_input(matrix):
+    """``matrix`` in a form every kernel reads correctly, copying only when it must.
+
+    - float16 and bool values are converted to float32 (exact); other numeric dtypes are kept;
+      non-numeric dtypes raise a TypeError naming the supported ones.
+    - CSR/CSC matrices with duplicate entries or unsorted indices (scipy allows both) are
+      replaced by a canonical copy (duplicates summed, indices sorted), so every function
+      gives the result of the canonical matrix.
+    """
+    check_matrix_type(matrix)
+    if is_dask_array(matrix):  # lazy: chunks are read by the dask dispatch (cellrep._array._dask)
+        return matrix
+    dtype = matrix.dtype
+    if dtype.kind not in "fiub":
+        raise TypeError(
+            f"Expected numeric data, got dtype {dtype}. Supported: {SUPPORTED_DTYPES}. "
+            "Convert it with `.astype(np.float32)`."
+        )
+    target = UPCAST_DTYPES.get(dtype)
+    if sparse.issparse(matrix):
+        canonical = matrix.has_canonical_format
+        if target is not None or not canonical:
+            matrix = matrix.astype(target or dtype, copy=True)
+        if not canonical:
+            matrix.sum_duplicates()  # on the copy; also sorts the indices
+        return matrix
+    return matrix if target is None else np.asarray(matrix).astype(target)
 
 
 def is_dask_array(matrix) -> bool:
@@ -44,9 +102,7 @@ def check_matrix_type(matrix) -> None:
         return
     if type(matrix).__module__.startswith(("anndata._core.sparse_dataset", "h5py", "zarr")):
         raise TypeError(
-            "The data is a backed (on-disk) array, as `read_h5ad(path, backed='r')` gives; cellrep reads "
-            "on-disk data as a dask array instead: `adata = cr.read_lazy(path)` (chunks of cells, "
-            "`anndata.experimental.read_elem_lazy`), or load it with `adata = adata.to_memory()` if it fits."
+            f"The data is a backed (on-disk) array, as `read_h5ad(path, backed='r')` gives. {BACKED_ADVICE}"
         )
     if isinstance(matrix, np.ndarray):
         return
@@ -133,10 +189,48 @@ def check_finite(matrix, what: str = "the data") -> None:
     _raise_non_finite(scan_values(matrix), what)
 
 
-def check_counts(matrix, what: str = "the data", *, require_integer: bool = True) -> ValueScan:
+def count_non_integer(matrix, tolerance: float = COUNT_TOLERANCE) -> int:
+    """Number of stored values farther than ``tolerance * max(1, |value|)`` from an integer.
+
+    Only called when the scan found non-integer values, so its temporaries cost nothing on valid counts.
+    """
+    values = matrix.data if sparse.issparse(matrix) else np.asarray(matrix)
+    if values.dtype.kind != "f":
+        return 0
+    values = values.astype(np.float64, copy=False)
+    with np.errstate(invalid="ignore"):
+        return int(
+            np.count_nonzero(
+                ~(np.abs(values - np.rint(values)) <= tolerance * np.maximum(1.0, np.abs(values)))
+            )
+        )
+
+
+def raw_counts_hint(adata) -> str:
+    """A pointer to ``adata.raw`` when it holds non-negative integer counts, else ``''``."""
+    raw = getattr(adata, "raw", None)
+    if raw is None or raw.X is None:
+        return ""
+    try:
+        scan = scan_values(as_kernel_input(raw.X))
+    except (TypeError, ValueError):
+        return ""
+    if scan.n_non_finite or scan.n_negative or scan.n_non_integer:
+        return ""
+    return (
+        " adata.raw holds raw counts: run on `adata.raw.to_adata()`, or store them as a layer "
+        "(`adata.layers['counts'] = adata.raw[:, adata.var_names].X`) and pass layer='counts'."
+    )
+
+
+def check_counts(matrix, what: str = "the data", *, require_integer: bool = True, adata=None) -> ValueScan:
     """Raise a ValueError unless ``matrix`` holds finite, non-negative (integer) counts.
 
-    Returns the :class:`ValueScan` of the data, so callers can react to non-integer values without a second pass.
+    Values within ``COUNT_TOLERANCE`` (1e-6) of an integer, relative to ``max(1, |value|)``,
+    count as integers (float round-off such as ``1 + 1e-7`` after a unit conversion).
+    ``adata`` is the AnnData whose ``X`` is ``matrix``: when given, the error says whether
+    ``adata.raw`` holds the counts. Returns the :class:`ValueScan` of the data, so callers can
+    react to non-integer values without a second pass (``n_non_integer`` counts exact non-integers).
     """
     check_matrix_type(matrix)
     scan = scan_values(matrix)
@@ -144,12 +238,13 @@ def check_counts(matrix, what: str = "the data", *, require_integer: bool = True
     if scan.n_negative:
         raise ValueError(
             f"{what} contains negative values, but raw counts are needed. "
-            "Pass `layer=` naming the layer with raw counts (for example 'counts')."
+            "Pass `layer=` naming the layer with raw counts (for example 'counts')." + raw_counts_hint(adata)
         )
-    if require_integer and scan.n_non_integer:
+    if require_integer and scan.n_non_integer and count_non_integer(matrix):
         raise ValueError(
             f"{what} contains non-integer values, but raw integer counts are needed. "
             "Pass `layer=` naming the layer with raw counts; normalized or log data cannot be used here."
+            + raw_counts_hint(adata)
         )
     return scan
 
@@ -194,9 +289,12 @@ def check_labels(adata, labels_key: str, *, min_cells_per_class: int = 2) -> np.
             stacklevel=3,
         )
         usable &= ~labels.astype(str).isin(rare).to_numpy()
-    if pd.unique(labels[usable].astype(str)).size < 2:
+    n_classes = pd.unique(labels[usable].astype(str)).size
+    if n_classes < 2:
         raise ValueError(
-            f"{labels_key!r} needs at least two classes with {min_cells_per_class} or more cells each."
+            f"{labels_key!r} needs at least two classes with {min_cells_per_class} or more cells each, but has "
+            f"{n_classes} (missing labels and smaller classes are ignored). Check that labels_key names the cell "
+            "types, or pass data with more labelled cells."
         )
     return usable
 

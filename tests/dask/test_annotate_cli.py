@@ -37,6 +37,19 @@ def test_lazy_annotation_equals_in_memory(files, capsys):
     np.testing.assert_allclose(lazy["cell_type_confidence"], in_memory["cell_type_confidence"], atol=1e-3)
 
 
-def test_bad_scheduler_is_a_clear_error(files):
-    with pytest.raises(ValueError, match="scheduler address"):
-        _annotate(files, "bad", "--lazy", "--scheduler", "gpu")
+def test_bad_scheduler_is_a_clear_error(files, capsys):
+    arguments = ["annotate", "--reference", str(files / "ref.h5ad"), "--query", str(files / "query.h5ad")]
+    status = main([*arguments, "--out", str(files / "bad.csv"), "--lazy", "--scheduler", "gpu"])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert "scheduler address" in error
+    assert "Traceback" not in error
+    assert not (files / "bad.csv").exists()
+
+
+def test_missing_reference_is_one_line_exit_2(files, capsys):
+    status = main(["annotate", "--reference", str(files / "nope.h5ad"), "--query", str(files / "query.h5ad")])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error.startswith("cellrep annotate: error:")
+    assert "Traceback" not in error

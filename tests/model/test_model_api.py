@@ -215,7 +215,7 @@ def test_tl_encode_writes_obsm(model):
     np.testing.assert_allclose(
         adata.obsm["X_cellencoder"], model.get_latent_representation(), rtol=1e-5, atol=1e-6
     )
-    assert adata.uns["cellencoder"]["params"]["pooling"] == "cls"
+    assert adata.uns["cellencoder"]["params"]["pooling"] == "mean"
 
 
 def test_gene_attention_matches_a_direct_average(model):

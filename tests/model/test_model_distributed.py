@@ -20,7 +20,13 @@ from tests.model.test_model_gradcache import (
 
 # deterministic encodings (no dropout, no random augmentation): the ranks' random streams
 # cannot match a single process, everything else is exercised
-OBJECTIVES = {"mlm_weight": 0.0, "contrastive_weight": 1.0, "supervised_weight": 1.0, "subsample_rate": 0.0}
+OBJECTIVES = {
+    "mlm_weight": 0.0,
+    "contrastive_weight": 1.0,
+    "supervised_weight": 1.0,
+    "subsample_rate": 0.0,
+    "thinning": 1.0,
+}
 WORLD_SIZE = 2
 
 

@@ -81,7 +81,9 @@ def test_divide_and_conquer_gradient_is_exact_with_dropout_and_augmentation(toke
 def test_divide_and_conquer_matches_single_forward_when_deterministic():
     # no dropout and no random augmentation: chunking must not change anything
     batch = make_batch(False)
-    plan = make_plan("equal_bins", 0.0, CHUNK, mlm_weight=0.0, supervised_weight=1.0, subsample_rate=0.0)
+    plan = make_plan(
+        "equal_bins", 0.0, CHUNK, mlm_weight=0.0, supervised_weight=1.0, subsample_rate=0.0, thinning=1.0
+    )
     plan.compute_gradients(batch, torch.Tensor.backward)
     chunked = gradients(plan.module)
     plan.chunk_size = None

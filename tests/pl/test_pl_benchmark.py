@@ -67,17 +67,36 @@ def test_benchmark_bars_with_error_bars(tmp_path, assert_png):
     assert [t.get_text() for t in speed_ax.get_legend().get_texts()] == ["cellrep_linear", "scanpy", "sctop"]
 
 
-def test_benchmark_single_split_is_points():
+def test_benchmark_single_split_is_a_bar_like_the_others():
+    """Issue 10: a task with one split is drawn in the same style (a bar, no error bar)."""
     results = _results({"cross_species": 1, "within": 3})
     figure = cr.pl.benchmark(results, metric="accuracy", speed=False)
     (ax,) = figure.axes
-    assert len(_bars(ax)) == 3  # only the 3-split task has bars
-    points = np.vstack(
-        [collection.get_offsets() for collection in ax.collections if isinstance(collection, PathCollection)]
-    )
-    assert len(points) == 3
-    single = results[results["task"] == "cross_species"]["accuracy"]
-    np.testing.assert_allclose(sorted(points[:, 1]), sorted(single))
+    assert not [collection for collection in ax.collections if isinstance(collection, PathCollection)]
+    bars = _bars(ax)
+    assert len(bars) == 6
+    expected = results.groupby(["task", "method"])["accuracy"].mean()
+    np.testing.assert_allclose(sorted(bar.get_height() for bar in bars), sorted(expected))
+
+
+def test_benchmark_groups_cellrep_variants_in_greys():
+    rows = _results({"within": 2})
+    variants = [
+        "cellrep_log_logreg",
+        "cellrep_log_knn",
+        "cellrep_pearson_centroid",
+        "cellrep_rank_probit_knn",
+    ]
+    extra = [rows[rows["method"] == "scanpy"].assign(method=name) for name in variants]
+    results = pd.concat([rows, *extra], ignore_index=True)
+    figure = cr.pl.benchmark(results, speed=False)
+    (ax,) = figure.axes
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["cellrep_linear", "scanpy", "sctop", "cellrep variants"]
+    containers = [container for container in ax.containers if isinstance(container, BarContainer)]
+    colours = [tuple(container.patches[0].get_facecolor()) for container in containers]
+    assert len(set(colours[:3])) == 3
+    assert all(r == g == b for r, g, b, _ in colours[3:])  # the variants are greys, drawn last
 
 
 def test_benchmark_missing_column():

@@ -85,3 +85,86 @@ def test_non_positive_target_sum_raises():
     with pytest.raises(ValueError, match="target_sum"):
         cr.pp.normalize_total(adata, target_sum=0)
     assert_unchanged(adata, before)
+
+
+# --- issue 11: degenerate batches in highly variable gene selection ------------------------------------------
+
+HVG_SCRIPT = """
+import numpy as np, anndata as ad, cellrep as cr
+counts = np.zeros((40, 30), dtype=np.float32)
+counts[:, :{n_varying}] = np.random.default_rng(0).poisson(3.0, size=(40, {n_varying}))
+adata = ad.AnnData(counts)
+try:
+    cr.pp.select_genes(adata, method="hvg", n_top=5)
+except ValueError as error:
+    print("ValueError:", error)
+"""
+
+
+def batched_counts(batch_sizes, n_genes: int = 60, seed: int = 0):
+    counts = np.random.default_rng(seed).poisson(2.0, size=(sum(batch_sizes), n_genes)).astype(np.float32)
+    adata = make_adata(counts)
+    adata.obs["batch"] = np.repeat([f"b{i}" for i in range(len(batch_sizes))], batch_sizes)
+    return adata
+
+
+@pytest.mark.parametrize("flavor", ["seurat_v3", "seurat_v3_paper", "seurat", "cell_ranger"])
+def test_one_cell_batch_is_named_before_any_fit(flavor):
+    adata = batched_counts([30, 1, 25])
+    if flavor in ("seurat", "cell_ranger"):
+        cr.pp.log_normalize(adata)
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match=r"batch 'b1' of obs\['batch'\] \(1 cells\).*Drop that batch"):
+        cr.pp.select_genes(adata, method="hvg", flavor=flavor, batch_key="batch", n_top=10)
+    assert_unchanged(adata, before)
+
+
+@pytest.mark.parametrize("n_varying", [2, 3])
+def test_seurat_v3_with_three_or_fewer_varying_genes_does_not_crash(n_varying):
+    """This segfaulted inside scikit-misc's loess; run in a subprocess so a regression cannot kill pytest."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", HVG_SCRIPT.format(n_varying=n_varying)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"in the data only {n_varying} distinct gene means vary" in result.stdout
+
+
+@pytest.mark.parametrize("n_varying", [4, 8, 12])
+def test_seurat_v3_with_few_varying_genes_says_what_to_do(n_varying):
+    """4-8 varying genes gave "svddc failed in l2fit"; the check names the batch and the way out."""
+    counts = np.zeros((40, 30), dtype=np.float32)
+    counts[:, :n_varying] = np.random.default_rng(0).poisson(3.0, size=(40, n_varying))
+    adata = make_adata(counts)
+    adata.obs["batch"] = "only"
+    with pytest.raises(
+        ValueError, match=r"in batch 'only' of obs\['batch'\] only \d+ distinct gene means vary"
+    ) as error:
+        cr.pp.select_genes(adata, method="hvg", batch_key="batch")
+    assert "svddc" not in str(error.value)
+    assert "flavor='seurat'" in str(error.value)
+
+
+def test_cell_ranger_with_small_batches_gives_a_result():
+    """pandas raised "Bin edges must be unique" for a batch of <= 5 cells; equal edges are now merged."""
+    adata = batched_counts([40, 4, 3])
+    cr.pp.log_normalize(adata)
+    result = cr.pp.select_genes(
+        adata, method="hvg", flavor="cell_ranger", batch_key="batch", n_top=10, inplace=False
+    )
+    assert result["highly_variable"].sum() == 10
+    assert np.isfinite(result["means"]).all()
+    # without batches the bins (and so the values) are those scanpy computes on the same data
+    import scanpy as sc
+
+    single = adata[adata.obs["batch"] == "b0"].copy()
+    ours = cr.pp.select_genes(single, method="hvg", flavor="cell_ranger", n_top=10, inplace=False)
+    theirs = sc.pp.highly_variable_genes(single, flavor="cell_ranger", n_top_genes=10, inplace=False)
+    np.testing.assert_allclose(
+        ours["dispersions_norm"], theirs["dispersions_norm"], rtol=1e-4, atol=1e-3
+    )  # float32 data

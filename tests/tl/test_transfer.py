@@ -269,3 +269,72 @@ def test_default_transfer_on_pbmc68k_reduced_counts():
         f1_score(query.obs["bulk_labels"], query.obs["bulk_labels_pred"].astype(str), average="macro") > 0.6
     )
     assert sparse.issparse(query.X)
+
+
+def _small_panel_query(n_ref_genes: int = 2500, n_panel: int = 220):
+    """A reference on ``n_ref_genes`` genes and a query measured on a panel of ``n_panel`` of them plus its own genes."""
+    ref = typed_counts(150, n_ref_genes, seed=0)
+    full_query = typed_counts(60, n_ref_genes, seed=1)
+    rng = np.random.default_rng(2)
+    panel = np.concatenate([np.arange(15), 15 + rng.choice(n_ref_genes - 15, n_panel - 15, replace=False)])
+    query = full_query[:, np.sort(panel)].copy()
+    extra = ad.AnnData(
+        sparse.csr_matrix(rng.poisson(1.0, (60, 30)).astype(np.float32)),
+        obs=query.obs[[]],
+        var=pd.DataFrame(index=[f"query_only{j}" for j in range(30)]),
+    )
+    query = ad.concat([query, extra], axis=1, merge="first")
+    query.obs["cell_type"] = full_query.obs["cell_type"].to_numpy()
+    return ref, query
+
+
+def test_small_gene_panel_query_uses_only_shared_genes():
+    """Issue 10: a query sharing ~10 % of the reference's HVGs runs with the defaults, on shared genes only."""
+    ref, query = _small_panel_query()
+    hvg_only = ref.copy()
+    cr.tl.linear_embedding(hvg_only, gene_selection="hvg")
+    reference_hvgs = np.asarray(hvg_only.uns["linear"]["genes"])
+    overlap = np.isin(reference_hvgs, query.var_names).mean()
+    assert 0.07 < overlap < 0.13  # ~10 % of the reference's 2000 HVGs are in the query panel
+    with pytest.raises(ValueError, match="reference genes are present"):
+        cr.tl.project(query, hvg_only)  # project keeps its rule: the query was unknown at fit time
+
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type")
+    stored = query.uns["cell_type_transfer"]
+    shared = np.intersect1d(ref.var_names, query.var_names)
+    np.testing.assert_array_equal(np.sort(stored["shared_genes"].astype(str)), shared)
+    assert set(stored["genes"]) <= set(shared)
+    np.testing.assert_array_equal(stored["genes"], ref.uns["linear"]["genes"])
+    # fewer shared genes than n_genes=2000: all with a dispersion are used (2 are nearly constant)
+    assert len(stored["genes"]) >= shared.size - 5
+    assert _macro_f1(query) > 0.9
+
+
+def test_sctop_follows_the_same_overlap_rule():
+    """One rule for every method: sctop records the shared genes, warns and refuses as logreg does."""
+    ref, query = _small_panel_query()
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type", method="sctop")
+    stored = query.uns["cell_type_transfer"]
+    np.testing.assert_array_equal(stored["genes"], stored["shared_genes"])
+    np.testing.assert_array_equal(
+        np.sort(stored["genes"].astype(str)), np.intersect1d(ref.var_names, query.var_names)
+    )
+    assert _macro_f1(query) > 0.9
+
+    # 9 of 200 genes shared: too few for any method, the same error
+    ref, query = typed_counts(seed=0, n_genes=200), typed_counts(60, seed=1, n_genes=200)
+    query.var_names = [name if j < 9 else f"other{j}" for j, name in enumerate(query.var_names)]
+    for method in ("sctop", "logreg", "knn"):
+        with pytest.raises(ValueError, match=r"Only 9 genes are shared.*at least 20"):
+            cr.tl.transfer_labels(ref, query, labels_key="cell_type", method=method)
+    assert "cell_type_transfer" not in query.uns
+
+    # 60 of 200 shared: usable, with the same warning for every method
+    query.var_names = [f"g{j}" if j < 60 else f"other{j}" for j in range(200)]
+    for method in ("sctop", "logreg"):
+        with pytest.warns(
+            UserWarning,
+            match=r"Only 60 genes are shared by the reference \(200 genes\) and the query \(200 genes\), 30%",
+        ):
+            cr.tl.transfer_labels(ref, query, labels_key="cell_type", method=method)
+        assert len(query.uns["cell_type_transfer"]["shared_genes"]) == 60

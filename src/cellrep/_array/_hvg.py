@@ -25,6 +25,24 @@ from ._moments import is_csc, is_csr
 
 SEURAT_V3_FLAVORS = ("seurat_v3", "seurat_v3_paper")
 DISPERSION_FLAVORS = ("seurat", "cell_ranger")
+# Fewest distinct mean values of varying genes a batch needs for the Seurat v3 loess fit. With
+# span 0.3, scikit-misc's loess crashes the interpreter (segfault) on 3 or fewer genes and fails
+# with 'svddc failed in l2fit', 'near singularities' or 'trL>n' up to about 15 (measured).
+MIN_LOESS_GENES = 20
+WHAT_TO_DO = (
+    "Drop that batch (`adata = adata[adata.obs[batch_key] != name].copy()`), merge it with another "
+    "batch, select genes without batch_key, or use flavor='seurat' / 'cell_ranger' on log-normalized data."
+)
+
+
+def check_batch_sizes(n_cells: np.ndarray, batch_names: list[str]) -> None:
+    """Raise a ValueError naming every batch with fewer than 2 cells (no variance to rank genes by)."""
+    small = [f"{batch_names[batch]} ({int(n_cells[batch])} cells)" for batch in np.flatnonzero(n_cells < 2)]
+    if small:
+        raise ValueError(
+            f"Highly variable genes need at least 2 cells per batch, but {', '.join(small)} "
+            f"{'has' if len(small) == 1 else 'have'} fewer. {WHAT_TO_DO}"
+        )
 
 
 @array_function
@@ -109,6 +127,7 @@ def seurat_v3_table(
     flavor: str = "seurat_v3",
     span: float = 0.3,
     with_batches: bool = False,
+    batch_names: list[str] | None = None,
 ) -> pd.DataFrame:
     """The table ``scanpy.pp.highly_variable_genes(flavor=flavor, inplace=False)`` returns on raw counts.
 
@@ -131,6 +150,8 @@ def seurat_v3_table(
         Loess span.
     with_batches
         Whether a batch key was given (adds ``highly_variable_nbatches``).
+    batch_names
+        How to name each batch in error messages.
 
     Returns
     -------
@@ -138,12 +159,19 @@ def seurat_v3_table(
     ``highly_variable_rank``, ``variances_norm``, ``highly_variable``, indexed by ``var_names``.
     """
     n_cells = np.bincount(batches, minlength=n_batches)
+    batch_names = batch_names or [f"batch {batch}" for batch in range(n_batches)]
+    check_batch_sizes(n_cells, batch_names)
     sums, squares, _ = batch_moments(matrix, batches, n_batches)
     batch_means = np.empty_like(sums)
+    variances = np.empty_like(sums)
+    for batch in range(n_batches):  # every batch checked before the first (compiled) loess fit
+        batch_means[batch], variances[batch] = mean_var(sums[batch], squares[batch], int(n_cells[batch]))
+        _check_loess_input(batch_means[batch], variances[batch], batch_names[batch], flavor)
     expected_variance = np.empty_like(sums)
     for batch in range(n_batches):
-        batch_means[batch], variance = mean_var(sums[batch], squares[batch], int(n_cells[batch]))
-        expected_variance[batch] = _expected_variance(batch_means[batch], variance, span)
+        expected_variance[batch] = _expected_variance(
+            batch_means[batch], variances[batch], span, batch_names[batch], flavor
+        )
 
     # Seurat v3 caps each count at sqrt(cells in batch) expected standard deviations above the mean.
     ceiling = batch_means + np.sqrt(n_cells)[:, None] * np.sqrt(expected_variance)
@@ -164,7 +192,24 @@ def seurat_v3_table(
     return table
 
 
-def _expected_variance(mean: np.ndarray, variance: np.ndarray, span: float) -> np.ndarray:
+def _check_loess_input(mean: np.ndarray, variance: np.ndarray, batch_name: str, flavor: str) -> None:
+    """Raise a ValueError before scikit-misc's loess could crash or fail on too few distinct genes."""
+    n_distinct = np.unique(mean[variance > 0]).size
+    if n_distinct < MIN_LOESS_GENES:
+        raise ValueError(
+            f"flavor={flavor!r} fits a loess of variance on mean over the genes that vary in each batch, "
+            f"but in {batch_name} only {n_distinct} distinct gene means vary (at least {MIN_LOESS_GENES} "
+            f"needed; the batch is too small or nearly constant). {WHAT_TO_DO}"
+        )
+
+
+def _expected_variance(
+    mean: np.ndarray,
+    variance: np.ndarray,
+    span: float,
+    batch_name: str = "the data",
+    flavor: str = "seurat_v3",
+) -> np.ndarray:
     """Variance a degree-2 loess of log10 variance on log10 mean predicts for each gene.
 
     Genes constant in the batch are left out of the fit (their logarithm is undefined) and
@@ -175,7 +220,13 @@ def _expected_variance(mean: np.ndarray, variance: np.ndarray, span: float) -> n
     varying = variance > 0
     log_fit = np.zeros(mean.size)
     model = loess(np.log10(mean[varying]), np.log10(variance[varying]), span=span, degree=2)
-    model.fit()
+    try:
+        model.fit()
+    except ValueError as error:  # a near-singular fit on few distinct means (checked input cannot crash)
+        raise ValueError(
+            f"The loess fit of flavor={flavor!r} failed in {batch_name} ({error}): too few distinct gene "
+            f"means in that batch. {WHAT_TO_DO}"
+        ) from error
     log_fit[varying] = model.outputs.fitted_values
     return 10**log_fit
 

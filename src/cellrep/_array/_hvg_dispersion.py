@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ._hvg import batch_moments, mean_var
+from ._hvg import batch_moments, check_batch_sizes, mean_var
 
 
 def dispersion_table(
@@ -29,6 +29,7 @@ def dispersion_table(
     n_bins: int = 20,
     log_base: float | None = None,
     with_batches: bool = False,
+    batch_names: list[str] | None = None,
 ) -> pd.DataFrame:
     """The table ``scanpy.pp.highly_variable_genes(flavor=flavor, n_top_genes=n_top, inplace=False)`` returns.
 
@@ -54,6 +55,8 @@ def dispersion_table(
     with_batches
         Whether a batch key was given: genes are then selected per batch among the genes
         expressed in it and ranked by the number of batches selecting them.
+    batch_names
+        How to name each batch in error messages.
 
     Returns
     -------
@@ -62,13 +65,14 @@ def dispersion_table(
     ``dispersions_norm``, ``highly_variable``, ``highly_variable_nbatches``,
     ``highly_variable_intersection``. Indexed by ``var_names``.
     """
+    n_cells = np.bincount(batches, minlength=n_batches)
+    check_batch_sizes(n_cells, batch_names or [f"batch {batch}" for batch in range(n_batches)])
     expm1_scale = 0.0
     if flavor == "seurat":
         expm1_scale = 1.0 if log_base is None else float(np.log(log_base))
     sums, squares, n_expressing = batch_moments(
         matrix, batches, n_batches, expm1_scale=expm1_scale, with_positives=with_batches
     )
-    n_cells = np.bincount(batches, minlength=n_batches)
     if not with_batches:
         mean, variance = mean_var(sums[0], squares[0], int(n_cells[0]))
         return _dispersion_statistics(mean, variance, flavor=flavor, n_bins=n_bins, n_top=n_top).set_index(
@@ -111,11 +115,16 @@ def _dispersion_statistics(
 
 
 def _mean_bins(mean: np.ndarray, flavor: str, n_bins: int) -> pd.Categorical:
-    """``n_bins`` equal-width bins (``'seurat'``) or bins at every 5th percentile from the 10th."""
+    """``n_bins`` equal-width bins (``'seurat'``) or bins at every 5th percentile from the 10th.
+
+    Equal percentiles (few genes or cells, many equal means) only bound empty bins, so they
+    are dropped (``duplicates='drop'``; no gene changes bin) where scanpy raises pandas'
+    "Bin edges must be unique".
+    """
     if flavor == "seurat":
         return pd.cut(mean, n_bins)
     percentiles = np.percentile(mean, np.arange(10, 101, 5))
-    return pd.cut(mean, np.concatenate([[-np.inf], percentiles, [np.inf]]))
+    return pd.cut(mean, np.concatenate([[-np.inf], percentiles, [np.inf]]), duplicates="drop")
 
 
 def _normalize_within_bins(dispersion: np.ndarray, mean_bin: pd.Categorical, flavor: str) -> np.ndarray:

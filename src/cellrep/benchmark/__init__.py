@@ -5,23 +5,38 @@
 >>> print(results_table(results))
 
 The command line ``cellrep benchmark`` runs it on the embedded default dataset or on files.
+Names load on first access, so that ``cellrep --help`` (``cellrep.benchmark._cli``) does not
+import the harness.
 """
 
-from ._methods import DEFAULT_METHODS, METHODS, Method, cellrep_method
-from ._report import results_table, summarize, write_outputs
-from ._run import evaluate, run_benchmark
-from ._tasks import TASKS, make_splits
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_METHODS",
-    "METHODS",
-    "TASKS",
-    "Method",
-    "cellrep_method",
-    "evaluate",
-    "make_splits",
-    "results_table",
-    "run_benchmark",
-    "summarize",
-    "write_outputs",
-]
+import importlib
+
+_EXPORTS = {
+    "DEFAULT_METHODS": "._methods",
+    "METHODS": "._methods",
+    "Method": "._methods",
+    "cellrep_method": "._methods",
+    "results_table": "._report",
+    "summarize": "._report",
+    "write_outputs": "._report",
+    "evaluate": "._run",
+    "run_benchmark": "._run",
+    "TASKS": "._tasks",
+    "make_splits": "._tasks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cellrep.benchmark' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

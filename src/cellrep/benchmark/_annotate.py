@@ -37,6 +37,7 @@ def add_annotate_parser(commands) -> None:
     annotate.add_argument(
         "--out", type=Path, default=Path("labels.csv"), help="CSV with one row per query cell"
     )
+    annotate.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     add_dask_arguments(annotate)
 
 

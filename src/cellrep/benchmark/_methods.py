@@ -2,25 +2,30 @@
 
 A :class:`Method` has a ``fit(train, labels_key, seed)`` step that sees only the training
 cells (gene selection, scaling, PCA and classifier all fitted there) and a
-``predict(model, test)`` step that returns one label per test cell.
+``predict(model, test)`` step that returns one label per test cell, or a pair
+``(labels, confidence)`` (used by the novel-type task).
+
+The default set is the comparison a user needs: cellrep's default, the Souza–Mehta recipe and
+the peers (scanpy's standard pipeline, CellTypist, SingleR, scTOP). The other cellrep variants,
+scVI, scANVI and the encoder run on request (``methods=['all']`` runs everything but the
+slow learned models).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ..tl._classifiers import EMBEDDING_METHODS, WHITENED_METHODS
 from ..tl._linear_steps import NORMALIZATIONS
-from ..tl._transfer import DEFAULT_C, DEFAULT_LINEAR_KWARGS, DEFAULT_STANDARDIZE
+from ..tl._transfer import DEFAULT_C, DEFAULT_LINEAR_KWARGS, DEFAULT_STANDARDIZE, DEFAULT_UNKNOWN_THRESHOLD
 
 SCANPY_N_TOP_GENES = 2000
 SCANPY_N_COMPS = 50
 SCVI_MAX_EPOCHS = 20
-CELLENCODER_MAX_EPOCHS = 5
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,12 @@ class Method:
     default: bool = True
     description: str = ""
     options: dict = field(default_factory=dict)
+    #: "cellrep" (the default and the Souza–Mehta recipe), "variant" (other cellrep settings) or "peer"
+    family: str = "cellrep"
+    #: confidence below which the method calls a cell "unknown" (None: it makes no such call)
+    unknown_threshold: float | None = None
+    #: minutes-long learned models (scVI, scANVI, the encoder) stay out of ``'all'``
+    slow: bool = False
 
 
 def _labels(adata, labels_key: str) -> np.ndarray:
@@ -45,7 +56,9 @@ def cellrep_method(
     *,
     name: str | None = None,
     standardize: str = "query",
-    default: bool = True,
+    default: bool = False,
+    family: str = "variant",
+    unknown_threshold: float | None = None,
     **options,
 ) -> Method:
     """A cellrep linear variant: ``linear_embedding`` + ``project`` + an sklearn classifier.
@@ -74,13 +87,19 @@ def cellrep_method(
 
         train, model = fitted
         project(test, train, standardize=standardize)
-        return np.asarray(model.predict(test.obsm["X_linear"])).astype(str)
+        coordinates = test.obsm["X_linear"]
+        if not hasattr(model, "predict_proba"):
+            return np.asarray(model.predict(coordinates)).astype(str)
+        proba = model.predict_proba(coordinates)
+        return np.asarray(model.classes_)[proba.argmax(axis=1)].astype(str), proba.max(axis=1)
 
     return Method(
         name or f"cellrep_{normalization}_{classifier}",
         fit,
         predict,
         default=default,
+        family=family,
+        unknown_threshold=unknown_threshold,
         description=f"cellrep {normalization} normalization, linear embedding, {classifier}",
         options={
             "normalization": normalization,
@@ -102,7 +121,7 @@ def _predict_cellrep_sctop(basis, test) -> np.ndarray:
     from ..tl import sctop_score
 
     scores = sctop_score(test, basis, inplace=False)
-    return scores.idxmax(axis=1).astype(str).to_numpy()
+    return scores.idxmax(axis=1).astype(str).to_numpy(), scores.max(axis=1).to_numpy()
 
 
 def _log_cp10k(adata) -> None:
@@ -143,7 +162,8 @@ def _predict_scanpy(fitted, test) -> np.ndarray:
     values = test[:, genes].X
     values = values.toarray() if hasattr(values, "toarray") else np.asarray(values)
     scaled = np.clip((values - mean) / np.where(std > 0, std, 1.0), None, 10)
-    return np.asarray(model.predict(scaled @ loadings)).astype(str)
+    proba = model.predict_proba(scaled @ loadings)
+    return np.asarray(model.classes_)[proba.argmax(axis=1)].astype(str), proba.max(axis=1)
 
 
 def _genes_by_cells(adata):
@@ -172,7 +192,7 @@ def _predict_sctop(basis, test) -> np.ndarray:
     import sctop
 
     scores = sctop.score(basis, sctop.process(_genes_by_cells(test)))
-    return scores.idxmax(axis=0).astype(str).to_numpy()
+    return scores.idxmax(axis=0).astype(str).to_numpy(), scores.max(axis=0).to_numpy()
 
 
 def _latent_logreg_fit(train, labels_key: str, seed: int, latent: Callable):
@@ -194,16 +214,6 @@ def _scvi_latent(train, seed: int):
     return model, model.get_latent_representation()
 
 
-def _cellencoder_latent(train, seed: int):
-    from .. import model as cellrep_model
-
-    train = train.copy()
-    cellrep_model.CellEncoder.setup_anndata(train)
-    encoder = cellrep_model.CellEncoder(train)
-    encoder.train(max_epochs=CELLENCODER_MAX_EPOCHS)
-    return encoder, encoder.get_latent_representation()
-
-
 def _latent_logreg_predict(fitted, test) -> np.ndarray:
     encoder, model = fitted
     # the model registers the query with its own setup (same genes as the training cells)
@@ -218,7 +228,53 @@ def _latent_method(name: str, latent: Callable, description: str) -> Method:
         _latent_logreg_predict,
         default=False,
         description=f"{description} + LogisticRegression",
+        family="peer",
+        slow=True,
     )
+
+
+def _peer_methods() -> list[Method]:
+    from . import _peers
+
+    return [
+        Method(
+            "celltypist",
+            _peers.fit_celltypist,
+            _peers.predict_celltypist,
+            family="peer",
+            unknown_threshold=_peers.CELLTYPIST_UNASSIGNED,
+            description="CellTypist trained on the reference (log1p CP10k, SGD, feature selection), best match",
+        ),
+        Method(
+            "celltypist_majority",
+            _peers.fit_celltypist,
+            _peers.predict_celltypist_majority,
+            default=False,
+            family="peer",
+            unknown_threshold=_peers.CELLTYPIST_UNASSIGNED,
+            description="CellTypist as above, with majority voting over its over-clustering of the query",
+        ),
+        Method(
+            "singler",
+            _peers.fit_singler,
+            _peers.predict_singler,
+            family="peer",
+            description="SingleR (singler package) with the reference as its reference (log1p CP10k)",
+        ),
+        Method(
+            "scanvi",
+            _peers.fit_scanvi,
+            _peers.predict_scanvi,
+            default=False,
+            family="peer",
+            slow=True,
+            unknown_threshold=_peers.SCANVI_UNKNOWN,
+            description=(
+                f"scVI ({_peers.SCANVI_REFERENCE_EPOCHS} epochs) → scANVI ({_peers.SCANVI_EPOCHS}), "
+                f"scArches query mapping ({_peers.SCANVI_QUERY_EPOCHS} epochs)"
+            ),
+        ),
+    ]
 
 
 def _builtin_methods() -> dict[str, Method]:
@@ -235,42 +291,70 @@ def _builtin_methods() -> dict[str, Method]:
         "logreg",
         name="cellrep_default",
         standardize=DEFAULT_STANDARDIZE,
+        default=True,
+        family="cellrep",
+        unknown_threshold=DEFAULT_UNKNOWN_THRESHOLD,
         C=DEFAULT_C,
         **defaults,
+    )
+    # Souza & Mehta: scTOP processing, ANOVA genes, per-dataset standardization, whitened PCA,
+    # balanced logistic regression (C=1)
+    methods["souza_mehta"] = cellrep_method(
+        "rank_probit", "logreg", name="souza_mehta", default=True, family="cellrep"
     )
     peers = [
         Method(
             "cellrep_sctop",
             _fit_cellrep_sctop,
             _predict_cellrep_sctop,
+            default=False,
+            family="variant",
             description="cellrep scTOP scores (cr.tl.sctop_*)",
         ),
         Method(
             "scanpy",
             _fit_scanpy,
             _predict_scanpy,
+            family="peer",
             description="scanpy standard pipeline + LogisticRegression",
         ),
-        Method("sctop", _fit_sctop, _predict_sctop, description="the sctop package (process/score, argmax)"),
-        _latent_method("scvi", _scvi_latent, f"scVI latent ({SCVI_MAX_EPOCHS} epochs)"),
-        _latent_method(
-            "cellencoder", _cellencoder_latent, f"cellrep CellEncoder ({CELLENCODER_MAX_EPOCHS} epochs)"
+        Method(
+            "sctop",
+            _fit_sctop,
+            _predict_sctop,
+            family="peer",
+            description="the sctop package (process/score, argmax)",
         ),
+        *_peer_methods(),
+        _latent_method("scvi", _scvi_latent, f"scVI latent ({SCVI_MAX_EPOCHS} epochs)"),
     ]
+    from ._encoder_methods import encoder_methods
+
+    # learned models: peers of the linear methods, minutes long, run only when named
+    peers.extend(replace(method, family="peer", slow=True) for method in encoder_methods())
     methods.update({method.name: method for method in peers})
     return methods
 
 
 METHODS: dict[str, Method] = _builtin_methods()
 DEFAULT_METHODS = tuple(name for name, method in METHODS.items() if method.default)
+#: every method but the slow learned models (``--methods all``)
+ALL_METHODS = tuple(name for name, method in METHODS.items() if not method.slow)
 
 
 def resolve_methods(methods) -> list[Method]:
-    """Method objects for names (or Method objects); ``None`` gives the defaults."""
+    """Method objects for names (or Method objects); ``None`` gives the defaults, ``'all'`` every fast one."""
     if methods is None:
         methods = DEFAULT_METHODS
-    resolved = []
+    resolved, seen = [], set()
+    expanded = []
     for method in methods:
+        expanded.extend(ALL_METHODS if isinstance(method, str) and method == "all" else [method])
+    for method in expanded:
+        if isinstance(method, str):
+            if method in seen:
+                continue
+            seen.add(method)
         if isinstance(method, Method):
             resolved.append(method)
         elif method in METHODS:

@@ -26,7 +26,44 @@ COLUMNS = (
     "n_train",
     "n_test",
     "error",
+    "novel_auroc",
+    "known_macro_f1",
+    "novel_unknown_fraction",
+    "known_unknown_fraction",
 )
+UNKNOWN = "unknown"
+
+
+def _macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    # macro F1 over the true classes of the test cells: a predicted class absent from the test
+    # set costs precision of the others but adds no zero-F1 class of its own
+    return f1_score(truth, predicted, labels=np.unique(truth), average="macro", zero_division=0)
+
+
+def novel_type_scores(
+    truth: np.ndarray, predicted: np.ndarray, confidence, novel: np.ndarray, threshold: float | None
+) -> dict:
+    """Scores of the novel-type task.
+
+    ``novel_auroc``: AUROC of ``-confidence`` for telling novel from known cells (NaN without a
+    confidence); ``known_macro_f1``: macro-F1 of the top label on the known cells;
+    ``novel_unknown_fraction`` / ``known_unknown_fraction``: the share of novel / known cells
+    called unknown at the method's threshold (NaN when it makes no such call).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    scores = {"known_macro_f1": _macro_f1(truth[~novel], predicted[~novel])}
+    has_confidence = confidence is not None and novel.any() and (~novel).any()
+    scores["novel_auroc"] = roc_auc_score(novel, -np.asarray(confidence)) if has_confidence else np.nan
+    if threshold is None or confidence is None:
+        called = predicted == UNKNOWN if (predicted == UNKNOWN).any() else None
+    else:
+        called = np.asarray(confidence) < threshold
+    scores["novel_unknown_fraction"] = called[novel].mean() if called is not None else np.nan
+    scores["known_unknown_fraction"] = called[~novel].mean() if called is not None else np.nan
+    return scores
 
 
 def evaluate(method: Method, split: Split, labels_key: str, seed: int) -> dict:
@@ -53,8 +90,10 @@ def evaluate(method: Method, split: Split, labels_key: str, seed: int) -> dict:
             start = time.perf_counter()
             model = method.fit(train, labels_key, seed)
             fitted = time.perf_counter()
-            predicted = np.asarray(method.predict(model, test)).astype(str)
+            output = method.predict(model, test)
             done = time.perf_counter()
+        predicted, confidence = output if isinstance(output, tuple) else (output, None)
+        predicted = np.asarray(predicted).astype(str)
         peak = tracemalloc.get_traced_memory()[1]
     except Exception as error:
         tracemalloc.stop()
@@ -68,14 +107,14 @@ def evaluate(method: Method, split: Split, labels_key: str, seed: int) -> dict:
             "error": f"{type(error).__name__}: {error}",
         }
     tracemalloc.stop()
-    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.metrics import accuracy_score
 
     truth = split.truth
+    if split.novel is not None:
+        row.update(novel_type_scores(truth, predicted, confidence, split.novel, method.unknown_threshold))
     return {
         **row,
-        # macro F1 over the true classes of the test cells: a predicted class absent from
-        # the test set costs precision of the others but adds no zero-F1 class of its own
-        "macro_f1": f1_score(truth, predicted, labels=np.unique(truth), average="macro", zero_division=0),
+        "macro_f1": _macro_f1(truth, predicted) if split.novel is None else row["known_macro_f1"],
         "accuracy": accuracy_score(truth, predicted),
         "fit_seconds": fitted - start,
         "predict_seconds": done - fitted,
@@ -116,8 +155,10 @@ def run_benchmark(
     tasks
         Any of ``'within'`` (stratified 80/20 splits, one per seed), ``'leave_one_batch_out'``
         (needs ``obs[batch_key]`` with two batches), ``'cross_dataset'`` (train on ``adata``,
-        test on ``query``) and ``'cross_species'`` (the same after renaming ``adata``'s genes
-        through the ``var`` column ``orthologs``). Tasks the inputs do not allow are skipped.
+        test on ``query``), ``'cross_species'`` (the same after renaming ``adata``'s genes
+        through the ``var`` column ``orthologs``) and ``'novel_type'`` (each type removed from
+        the reference in turn; adds ``novel_auroc``, ``known_macro_f1`` — also in ``macro_f1``
+        — and the unknown fractions). Tasks the inputs do not allow are skipped.
     seeds
         Seeds of the within-dataset splits (also the methods' random state).
     dataset, query_name

@@ -11,9 +11,11 @@ import pandas as pd
 
 from .._validation import check_labels
 
-TASKS = ("within", "leave_one_batch_out", "cross_dataset", "cross_species")
+TASKS = ("within", "leave_one_batch_out", "cross_dataset", "cross_species", "novel_type")
 DEFAULT_TASKS = ("within", "leave_one_batch_out", "cross_dataset", "cross_species")
 TEST_SIZE = 0.2
+#: novel_type: a type is held out of the reference only with at least this many cells in the test part
+NOVEL_MIN_TEST_CELLS = 10
 
 
 @dataclass
@@ -26,6 +28,8 @@ class Split:
     train: object
     test: object
     truth: np.ndarray
+    #: novel_type: test cells whose type is absent from the training cells
+    novel: np.ndarray | None = None
 
 
 def _pair(task: str, dataset: str, split: str, train, test, labels_key: str) -> Split:
@@ -102,6 +106,32 @@ def cross_splits(
     yield _pair(task, f"{dataset}->{query_name}", "all", ref, target, labels_key)
 
 
+def novel_type_splits(adata, labels_key: str, dataset: str, seed: int = 0) -> Iterator[Split]:
+    """One stratified 80/20 split; each type with enough test cells is removed in turn from the training part.
+
+    The test part keeps every cell, so the held-out type is novel to the reference. Types are
+    held out only if at least two others remain and the test part holds at least
+    ``NOVEL_MIN_TEST_CELLS`` of its cells.
+    """
+    from sklearn.model_selection import train_test_split
+
+    adata = adata[check_labels(adata, labels_key)]
+    labels = adata.obs[labels_key].astype(str).to_numpy()
+    train, test = train_test_split(
+        np.arange(adata.n_obs), test_size=TEST_SIZE, stratify=labels, random_state=seed
+    )
+    types, test_counts = np.unique(labels[test], return_counts=True)
+    if types.size < 3:
+        return
+    for cell_type in types[test_counts >= NOVEL_MIN_TEST_CELLS]:
+        kept = train[labels[train] != cell_type]
+        split = _pair(
+            "novel_type", dataset, f"novel:{cell_type}", adata[kept].copy(), adata[test].copy(), labels_key
+        )
+        split.novel = split.truth == cell_type
+        yield split
+
+
 def make_splits(
     adata,
     labels_key: str,
@@ -119,7 +149,8 @@ def make_splits(
     ``within`` and ``leave_one_batch_out`` use ``adata`` alone (the latter needs two batches
     in ``obs[batch_key]``); ``cross_dataset`` needs ``query``; ``cross_species`` needs
     ``query`` and ``orthologs``, the ``adata.var`` column naming each gene's query-species
-    ortholog. Tasks that the inputs do not allow are skipped.
+    ortholog; ``novel_type`` holds each type out of the reference in turn (see
+    :func:`novel_type_splits`). Tasks that the inputs do not allow are skipped.
     """
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
@@ -129,6 +160,8 @@ def make_splits(
         splits.extend(within_splits(adata, labels_key, dataset, seeds))
     if "leave_one_batch_out" in tasks:
         splits.extend(leave_one_batch_out_splits(adata, labels_key, dataset, batch_key))
+    if "novel_type" in tasks:
+        splits.extend(novel_type_splits(adata, labels_key, dataset, seeds[0] if len(seeds) else 0))
     cross_task = "cross_species" if orthologs is not None else "cross_dataset"
     if query is not None and cross_task in tasks:
         splits.extend(cross_splits(adata, query, labels_key, dataset, query_name, orthologs))

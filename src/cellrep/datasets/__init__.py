@@ -8,7 +8,16 @@ cached in :func:`default_data_dir` (``$CELLREP_DATA_DIR`` or the OS cache folder
 
 from ._baron import baron_pancreas, read_baron_csv
 from ._default import pbmc68k_reduced_counts
+from ._extra import oligodendroglioma, scdcc_dataset
 from ._pbmc3k import pbmc3k
 from ._registry import default_data_dir
 
-__all__ = ["baron_pancreas", "default_data_dir", "pbmc3k", "pbmc68k_reduced_counts", "read_baron_csv"]
+__all__ = [
+    "baron_pancreas",
+    "default_data_dir",
+    "oligodendroglioma",
+    "pbmc3k",
+    "pbmc68k_reduced_counts",
+    "read_baron_csv",
+    "scdcc_dataset",
+]

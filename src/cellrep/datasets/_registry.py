@@ -127,3 +127,38 @@ def _extract_atomically(archive: Path, member: str, target: Path) -> None:
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
+
+
+#: The wheel of infercnvpy 0.6.1 (BSD-3-Clause), as listed on https://pypi.org/simple/infercnvpy/ with
+#: its SHA256; ``infercnvpy/datasets/data/oligodendroglioma.h5ad`` holds 184 Smart-seq2 cells of
+#: Tirosh et al. 2016 (4 patients).
+INFERCNVPY_WHEEL = Source(
+    f"{_PYPI_FILES}/c7/98/a7e59473efa091ef812a20470e38350ae6c113bc90a8b80e8c127830bcdb/"
+    "infercnvpy-0.6.1-py3-none-any.whl",
+    "sha256:42f12f92897f21ff1e09524cf57741807dd60aba4efb8356f4df89db698115d6",
+)
+
+_SCDCC_COMMIT = "142e4e0370f4134751e92a160f95f97fce8db369"
+_SCDCC_FILES = f"https://github.com/ttgump/scDCC/raw/{_SCDCC_COMMIT}/data"
+
+#: Labelled count matrices (``X`` cells × genes, ``Y`` the authors' cell-type codes, no gene names)
+#: from the GitHub repository ttgump/scDCC (Apache-2.0; Tian et al. 2021, Nat Commun 12:1873),
+#: pinned to a commit and by the SHA256 of each file as fetched here.
+SCDCC_FILES: dict[str, Source] = {
+    "human_kidney": Source(
+        f"{_SCDCC_FILES}/Small_Datasets/human_kidney_counts_top2000.h5",
+        "sha256:01c8d454047bb2feca6df19db52b8818e7623e2755134c809221f0a5654e25cc",
+    ),
+    "mouse_bladder": Source(
+        f"{_SCDCC_FILES}/Small_Datasets/mouse_bladder_cell_select_2100.h5",
+        "sha256:4e686932884fc04d8bc9a92dad1a648d6e23f490b0c106903bca95d68093f591",
+    ),
+    "worm_neuron": Source(
+        f"{_SCDCC_FILES}/Small_Datasets/worm_neuron_cell.h5",
+        "sha256:4f2a3c4b8492bcd11d957a8a74098ba258c271d714718c175854a7c44b1e31e6",
+    ),
+    "cbmc": Source(
+        f"{_SCDCC_FILES}/CITE_PBMC/CITE_CBMC_counts_top2000.h5",
+        "sha256:68f36cd64729b1ee853fe5f760dbc0a9238d52a18a8a076742883379cce98e9f",
+    ),
+}

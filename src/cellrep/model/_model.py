@@ -18,6 +18,7 @@ from scvi.model.base._save_load import _load_saved_files
 from .._validation import check_counts, get_matrix
 from ._module import CellEncoderModule
 from ._tokenize import SCHEMES
+from ._training import quiet_training, training_arguments
 from ._trainingplan import CellEncoderTrainingPlan
 from ._vocabulary import (
     align_to_vocabulary,
@@ -25,19 +26,27 @@ from ._vocabulary import (
     check_unique_genes,
     gene_embedding_rows,
     mean_nonzero_log_expression,
+    pca_gene_embedding,
 )
 
 logger = logging.getLogger(__name__)
 DEFAULT_BINS = {"equal_bins": 10, "adaptive_bins": 51}
+VALUE_EMBEDDING_SCALE = 0.1
 
 
 class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
     """Transformer cell encoder pretrained with MLM and divide-and-conquer contrastive learning.
 
     Each cell becomes a sequence of its non-zero genes (at most ``max_seq_len``, the most
-    expressed first) after a CLS token; a gene token is the sum of a learned gene-identity
-    embedding and a value embedding chosen by ``tokenization``. Pre-LayerNorm transformer
-    blocks encode it; the CLS state (or the mean of the gene states) is the cell embedding.
+    expressed first) after a CLS token; a gene token is the sum of a gene-identity embedding
+    and a value embedding chosen by ``tokenization``. Pre-LayerNorm transformer blocks encode
+    it; the mean of the gene states (or the CLS state) is the cell embedding.
+
+    By default the gene-identity table starts from the linear representation: the PCA
+    loadings of the training cells' standardized log expression (``cr.tl.pca``), so the
+    untrained encoder already embeds a cell near the mean of its expressed genes' principal
+    axes, and pretraining must earn anything it adds. Precomputed gene embeddings are the
+    precedent of CellLM (gene2vec-style inputs) and scBERT (gene2vec).
 
     Parameters
     ----------
@@ -59,16 +68,20 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         ``'sdpa'`` (exact softmax attention through ``scaled_dot_product_attention``) or
         ``'performer'`` (FAVOR+ linear attention with ``n_random_features`` features).
     gene_embedding
-        Optional initial gene vectors: an array (genes × ``d_model``, model gene order) or a
-        DataFrame indexed by gene name (genes it lacks keep their random initialisation).
+        Initial gene vectors: ``'pca'`` (default, see above and
+        :func:`~cellrep.model._vocabulary.pca_gene_embedding`), ``'random'`` (N(0, 1)), an
+        array (genes × ``d_model``, model gene order) or a DataFrame indexed by gene name
+        (genes it lacks keep their random initialisation).
     freeze_gene_embedding
         Keep the gene embedding fixed during training.
+    pooling
+        Default cell embedding: ``'mean'`` of the gene-token states or the ``'cls'`` state.
 
     Examples
     --------
     >>> cr.model.CellEncoder.setup_anndata(adata, layer="counts")
-    >>> model = cr.model.CellEncoder(adata, n_layers=2, d_model=64)
-    >>> model.train(max_epochs=10, batch_size=1024, plan_kwargs={"chunk_size": 64})
+    >>> model = cr.model.CellEncoder(adata)
+    >>> model.train(max_time=300)  # seconds; the learning-rate schedule ends with the budget
     >>> adata.obsm["X_cellencoder"] = model.get_latent_representation()
     """
 
@@ -79,22 +92,27 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         self,
         adata: AnnData | None = None,
         *,
-        n_layers: int = 4,
-        d_model: int = 128,
+        n_layers: int = 2,
+        d_model: int = 64,
         n_heads: int = 4,
         dropout: float = 0.1,
-        max_seq_len: int = 256,
+        max_seq_len: int = 64,
         tokenization: str = "equal_bins",
         n_bins: int | None = None,
         attention: str = "sdpa",
         n_random_features: int = 64,
-        gene_embedding: np.ndarray | pd.DataFrame | None = None,
+        gene_embedding: str | np.ndarray | pd.DataFrame | None = "pca",
         freeze_gene_embedding: bool = False,
+        pooling: str = "mean",
     ):
         if adata is None:
             raise ValueError("CellEncoder needs the AnnData registered with `CellEncoder.setup_anndata`.")
         if tokenization not in SCHEMES:
             raise ValueError(f"tokenization must be one of {SCHEMES}, got {tokenization!r}.")
+        if isinstance(gene_embedding, str) and gene_embedding not in ("pca", "random"):
+            raise ValueError(
+                f"gene_embedding must be 'pca', 'random', an array or a DataFrame, got {gene_embedding!r}."
+            )
         super().__init__(adata)
         n_bins = n_bins or DEFAULT_BINS.get(tokenization, 10)
         supervised = self.adata_manager.registry["setup_args"]["labels_key"] is not None
@@ -111,18 +129,28 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             attention=attention,
             n_random_features=n_random_features,
             supervised=supervised,
+            pooling=pooling,
         )
         self._initialise_from_data(supervised)
-        if gene_embedding is not None:
-            table, found = gene_embedding_rows(gene_embedding, self.adata.var_names, d_model)
-            self.module.encoder.embedding.set_gene_embedding(
-                torch.as_tensor(table), torch.as_tensor(found), freeze_gene_embedding
-            )
+        self._initialise_gene_embedding(gene_embedding, freeze_gene_embedding, d_model)
         self._model_summary_string = (
             f"CellEncoder: {n_layers} layers, d_model {d_model}, {n_heads} heads, {attention} attention, "
             f"{tokenization} tokens, max_seq_len {max_seq_len}, {self.summary_stats.n_vars} genes"
         )
         self.init_params_ = self._get_init_params(locals())
+
+    def _initialise_gene_embedding(self, gene_embedding, freeze: bool, d_model: int) -> None:
+        embedding = self.module.encoder.embedding
+        if gene_embedding is None or (isinstance(gene_embedding, str) and gene_embedding == "random"):
+            embedding.gene.weight.requires_grad_(not freeze)
+            return
+        if isinstance(gene_embedding, str):  # 'pca'
+            counts = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+            gene_embedding = pca_gene_embedding(counts, d_model, random_state=0)
+        table, found = gene_embedding_rows(gene_embedding, self.adata.var_names, d_model)
+        embedding.set_gene_embedding(torch.as_tensor(table), torch.as_tensor(found), freeze)
+        # the random value table would otherwise dominate every token at initialisation
+        embedding.scale_value_embedding(VALUE_EMBEDDING_SCALE)
 
     def _initialise_from_data(self, supervised: bool) -> None:
         """Buffers computed from the training data (overwritten by the saved state on load)."""
@@ -141,14 +169,15 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         cls,
         adata: AnnData,
         layer: str | None = None,
-        batch_key: str | None = None,
         labels_key: str | None = None,
         **kwargs,
     ) -> None:
-        """Register raw counts (``adata.X`` or ``layer``), and optional batch and label columns.
+        """Register raw counts (``adata.X`` or ``layer``) and an optional label column.
 
         The counts must be non-negative integers; the registered ``var_names`` become the
-        gene vocabulary. ``labels_key`` enables the supervised cell-type head.
+        gene vocabulary. ``labels_key`` enables the supervised cell-type head (see
+        :meth:`finetune`). The encoder has no batch input: batch effects are left to the
+        augmentations (depth thinning, gene dropout) and the downstream classifier.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         counts = get_matrix(adata, layer)
@@ -160,14 +189,12 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
                 f"`{where} = scipy.sparse.csr_matrix({where})`."
             )
         check_unique_genes(adata.var_names)
-        for key in (batch_key, labels_key):
-            if key is not None and key not in adata.obs.columns:
-                raise ValueError(f"{key!r} is not a column of adata.obs.")
+        if labels_key is not None and labels_key not in adata.obs.columns:
+            raise ValueError(f"{labels_key!r} is not a column of adata.obs.")
         if labels_key is not None and adata.obs[labels_key].isna().any():
             raise ValueError(f"adata.obs[{labels_key!r}] has missing labels; fill or drop those cells first.")
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
-            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
             CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
         ]
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
@@ -176,38 +203,137 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
 
     def train(
         self,
-        max_epochs: int | None = 20,
-        batch_size: int = 256,
+        max_epochs: int | None = None,
+        batch_size: int = 128,
+        *,
+        max_time: float | dict | None = None,
         load_sparse_tensor: bool | None = None,
         plan_kwargs: dict | None = None,
         **kwargs,
     ):
         """Pretrain; ``batch_size`` is the effective (contrastive) batch.
 
-        ``plan_kwargs`` go to :class:`~cellrep.model._trainingplan.CellEncoderTrainingPlan`:
-        ``chunk_size`` (cells encoded at once, default 64), ``lr``, ``warmup_steps``,
-        ``gradient_clip_val``, ``mlm_weight``, ``contrastive_weight``, ``supervised_weight``,
-        ``temperature``, ``mask_ratio`` and ``subsample_rate``. Other keyword arguments go to
-        :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` (for example
-        ``accelerator``, ``train_size``, ``check_val_every_n_epoch``).
-        Minibatches are loaded as sparse tensors when the counts are a scipy CSR/CSC matrix
-        (``load_sparse_tensor=None``) and tokenized on the fly.
+        Give ``max_epochs``, ``max_time`` (seconds, or a dict such as ``{"minutes": 5}``) or
+        both; training stops at whichever comes first, and the learning-rate schedule (warm-up
+        over ``warmup_fraction`` of training, cosine to 0) is sized to that real end. Without
+        either, 20 epochs. A ``batch_size`` above a quarter of the training cells is lowered to
+        it (with a warning) so that an epoch has several optimiser steps.
 
-        ``model.history`` then holds per-epoch DataFrames ``train_loss``, ``mlm_loss_train``,
-        ``contrastive_loss_train``, ``supervised_loss_train`` and ``lr``, and with a
-        validation set (``check_val_every_n_epoch=1``) ``validation_loss``,
+        ``plan_kwargs`` go to :class:`~cellrep.model._trainingplan.CellEncoderTrainingPlan`:
+        ``chunk_size`` (``'auto'``: chunked, memory-flat steps only when the batch does not
+        fit), ``lr``, ``warmup_fraction``, ``gradient_clip_val``, ``mlm_weight``,
+        ``contrastive_weight``, ``supervised_weight``, ``variance_weight``, ``temperature``,
+        ``mask_ratio``, ``subsample_rate`` and ``thinning``. Other keyword arguments go to
+        :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` (for example
+        ``accelerator``, ``train_size``, ``check_val_every_n_epoch``). The progress bar
+        advances every step.
+
+        ``model.history`` then holds per-epoch numeric DataFrames ``train_loss``,
+        ``mlm_loss_train``, ``contrastive_loss_train``, ``supervised_loss_train`` and ``lr``, and
+        with a validation set (``check_val_every_n_epoch=1``) ``validation_loss``,
         ``mlm_loss_validation``, ``contrastive_loss_validation``, ``supervised_loss_validation``
         (unweighted objectives; ``*_loss`` totals are weighted).
         """
         if load_sparse_tensor is None:
             load_sparse_tensor = _loads_as_sparse_tensor(self.adata_manager)
-        return super().train(
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            load_sparse_tensor=load_sparse_tensor,
-            plan_kwargs=plan_kwargs,
-            **kwargs,
+        arguments = training_arguments(
+            self.adata.n_obs, max_epochs, batch_size, max_time, kwargs.get("train_size"), plan_kwargs
         )
+        kwargs.setdefault("simple_progress_bar", False)
+        with quiet_training():
+            result = super().train(
+                max_epochs=arguments.max_epochs,
+                batch_size=arguments.batch_size,
+                load_sparse_tensor=load_sparse_tensor,
+                plan_kwargs=arguments.plan_kwargs,
+                **arguments.trainer_kwargs,
+                **kwargs,
+            )
+        self.history_ = {key: frame.apply(pd.to_numeric) for key, frame in self.history_.items()}
+        return result
+
+    # --- fine-tuning ------------------------------------------------------------------------
+    def finetune(
+        self,
+        adata: AnnData,
+        labels_key: str,
+        *,
+        max_epochs: int | None = None,
+        max_time: float | dict | None = None,
+        batch_size: int = 128,
+        plan_kwargs: dict | None = None,
+        **kwargs,
+    ) -> CellEncoder:
+        """A new encoder initialised from this one and trained with the supervised head.
+
+        The scvi-tools idiom of ``SCANVI.from_scvi_model``: ``adata`` (same genes, raw counts
+        in the registered layer) is set up with ``labels_key``, a supervised copy of this
+        model takes all its weights, and it trains on the class-weighted cross-entropy of the
+        label head on the pooled embedding (``supervised_weight=1``, no MLM or contrastive
+        term unless ``plan_kwargs`` says otherwise; learning rate 5e-4, no warm-up). This
+        model is left unchanged. Use :meth:`predict` on the result.
+        """
+        layer = self.registry_["setup_args"]["layer"]
+        if not adata.var_names.equals(self.adata.var_names):
+            raise ValueError("finetune needs an AnnData on the model genes, in the model order.")
+        type(self).setup_anndata(adata, layer=layer, labels_key=labels_key)
+        params = {k: v for k, v in self.init_params_["non_kwargs"].items()} | self.init_params_["kwargs"].get(
+            "kwargs", {}
+        )
+        params["gene_embedding"] = "random"  # replaced by the state below
+        tuned = type(self)(adata, **params)
+        state = {k: v for k, v in self.module.state_dict().items() if k != "class_weights"}
+        tuned.module.load_state_dict(state, strict=False)
+        tuned.module.encoder.embedding.gene.weight.requires_grad_(
+            self.module.encoder.embedding.gene.weight.requires_grad
+        )
+        plan = {
+            "supervised_weight": 1.0,
+            "mlm_weight": 0.0,
+            "contrastive_weight": 0.0,
+            "variance_weight": 0.0,
+            "lr": 5e-4,
+            "warmup_fraction": 0.0,
+        } | (plan_kwargs or {})
+        tuned.train(
+            max_epochs=max_epochs, max_time=max_time, batch_size=batch_size, plan_kwargs=plan, **kwargs
+        )
+        return tuned
+
+    @torch.inference_mode()
+    def predict(
+        self, adata: AnnData | None = None, *, key_added: str | None = None, batch_size: int | None = None
+    ) -> pd.DataFrame:
+        """Cell-type probabilities of the label head (cells × classes); needs :meth:`finetune`.
+
+        With ``key_added`` they are written like :func:`cellrep.tl.transfer_labels` writes
+        them: ``obs[f'{key_added}_pred']`` (categorical), ``obs[f'{key_added}_confidence']``
+        (largest probability) and ``obsm[f'{key_added}_proba']`` (float32, classes in
+        ``uns[f'{key_added}_classes']``).
+        """
+        if self.module.label_head is None:
+            raise ValueError(
+                "predict needs a supervised encoder: call `model.finetune(adata, labels_key=...)`."
+            )
+        target = adata if adata is not None else self.adata
+        with quiet_training():
+            proba = torch.cat(
+                [
+                    self.module.label_probabilities(tensors[REGISTRY_KEYS.X_KEY]).float().cpu()
+                    for tensors in self._batches(adata, batch_size)
+                ]
+            ).numpy()
+        mapping = self.registry_["field_registries"][REGISTRY_KEYS.LABELS_KEY]["state_registry"]
+        classes = np.asarray(mapping["categorical_mapping"]).astype(str)
+        frame = pd.DataFrame(proba, index=target.obs_names, columns=classes)
+        if key_added is not None:
+            target.obs[f"{key_added}_pred"] = pd.Categorical(
+                classes[proba.argmax(1)], categories=list(classes)
+            )
+            target.obs[f"{key_added}_confidence"] = proba.max(1)
+            target.obsm[f"{key_added}_proba"] = proba.astype(np.float32)
+            target.uns[f"{key_added}_classes"] = list(classes)
+        return frame
 
     # --- query data ------------------------------------------------------------------------
     def _aligned(self, adata: AnnData | None) -> AnnData:
@@ -236,17 +362,20 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
 
     @torch.inference_mode()
     def get_latent_representation(
-        self, adata: AnnData | None = None, *, pooling: str = "cls", batch_size: int | None = None
+        self, adata: AnnData | None = None, *, pooling: str | None = None, batch_size: int | None = None
     ) -> np.ndarray:
         """Cell embeddings (cells × ``d_model``) without augmentation or dropout.
+
+        ``pooling`` defaults to the model's (``'mean'`` unless set otherwise).
 
         A query AnnData is aligned to the model genes by name (missing genes are treated as
         not expressed, with a warning; no shared gene is an error).
         """
-        latent = [
-            self.module.embed(tensors[REGISTRY_KEYS.X_KEY], pooling).float().cpu()
-            for tensors in self._batches(adata, batch_size)
-        ]
+        with quiet_training():
+            latent = [
+                self.module.embed(tensors[REGISTRY_KEYS.X_KEY], pooling).float().cpu()
+                for tensors in self._batches(adata, batch_size)
+            ]
         return torch.cat(latent).numpy()
 
     @torch.inference_mode()
@@ -307,11 +436,8 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
 def _known_categories(registry: dict) -> dict[str, str]:
     """A registered category for each registered obs column (the encoder ignores them at inference)."""
     fixed = {}
-    for registry_key, setup_key in (
-        (REGISTRY_KEYS.BATCH_KEY, "batch_key"),
-        (REGISTRY_KEYS.LABELS_KEY, "labels_key"),
-    ):
-        obs_key = registry["setup_args"][setup_key]
+    for registry_key, setup_key in ((REGISTRY_KEYS.LABELS_KEY, "labels_key"),):
+        obs_key = registry["setup_args"].get(setup_key)
         if obs_key is not None:
             mapping = registry["field_registries"][registry_key]["state_registry"]["categorical_mapping"]
             fixed[obs_key] = str(mapping[0])

@@ -31,10 +31,16 @@ class TokenEmbedding(nn.Module):
         self.n_value_ids = n_value_ids
 
     def set_gene_embedding(self, weights: torch.Tensor, found: torch.Tensor, freeze: bool) -> None:
-        """Copy user gene vectors into the rows ``found``; optionally freeze the whole table."""
+        """Copy gene vectors into the rows ``found``; optionally freeze the whole table."""
         with torch.no_grad():
             self.gene.weight[: self.n_genes][found] = weights[found].to(self.gene.weight.dtype)
         self.gene.weight.requires_grad_(not freeze)
+
+    def scale_value_embedding(self, factor: float) -> None:
+        """Shrink the random value table so it does not drown a data-derived gene table."""
+        table = self.value_projection.weight if self.scheme == "value" else self.value.weight
+        with torch.no_grad():
+            table.mul_(factor)
 
     def forward(self, tokens: Tokens) -> torch.Tensor:
         masked = tokens.value_masked
@@ -74,7 +80,8 @@ class SelfAttention(nn.Module):
         q, k, v = self._heads(x)
         # no dropout on the attention probabilities: on CPU it forces SDPA's unfused path (~10x
         # slower); the block still applies dropout to the attention output
-        keep = ~padding_mask[:, None, None, :]
+        # without padding, SDPA runs its fused kernel with no mask at all
+        keep = ~padding_mask[:, None, None, :] if padding_mask.any() else None
         return self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=keep))
 
     def attention_probabilities(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:

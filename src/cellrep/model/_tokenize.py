@@ -71,9 +71,19 @@ def nonzero_entries(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     return rows[positive], cols[positive].long(), values[positive]
 
 
-def _sort_within_rows(rows, cols, key):
+def _sort_within_rows(rows, cols, key, integer_key: bool = False):
     """Permutation putting entries in row order, then descending key, then ascending column."""
-    order = torch.argsort(cols, stable=True)
+    in_column_order = bool(((cols[1:] > cols[:-1]) | (rows[1:] != rows[:-1])).all()) if cols.numel() else True
+    order = (
+        torch.arange(cols.numel(), device=cols.device)
+        if in_column_order
+        else torch.argsort(cols, stable=True)
+    )
+    if integer_key and key.numel():
+        # one stable sort on (row, -key): exact in int64 for counts below 2**62 / n_cells
+        largest = int(key.max().item()) + 1
+        composite = rows[order] * largest + (largest - 1 - key[order].long())
+        return order[torch.argsort(composite, stable=True)]
     order = order[torch.argsort(key[order], descending=True, stable=True)]
     return order[torch.argsort(rows[order], stable=True)]
 
@@ -114,7 +124,9 @@ def tokenize(
     sort_key = (
         log_values / gene_scale[cols].double() if scheme == "rank" and gene_scale is not None else counts
     )
-    order = _sort_within_rows(rows, cols, sort_key)
+    integer_key = scheme != "rank" or gene_scale is None
+    integer_key = integer_key and bool((counts == torch.floor(counts)).all())
+    order = _sort_within_rows(rows, cols, sort_key, integer_key)
     rows, cols, counts, log_values, sort_key = (
         rows[order],
         cols[order],

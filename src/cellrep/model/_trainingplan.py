@@ -13,20 +13,43 @@ Following CellLM's divide-and-conquer scheme (GradCache, Gao et al. 2021), one s
 
 Peak memory is that of one chunk plus the ``batch × d_model`` embeddings, and the gradient is
 exactly the full-batch gradient because cells are encoded independently (no BatchNorm).
+The replay costs a second forward pass, so it only runs when the whole batch would not fit
+in memory (``chunk_size='auto'``, see :func:`activation_bytes`).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 from scvi.train import TrainingPlan
 
-from ._module import Objectives, nt_xent, nt_xent_with_gradient
+from ._module import Objectives, nt_xent, nt_xent_with_gradient, variance_covariance
 
 LOSS_NAMES = ("loss", "mlm_loss", "contrastive_loss", "supervised_loss")
+DEFAULT_MEMORY_BYTES = 2**30
+# float32 activations a pre-LN block keeps per token for the backward pass, in units of d_model
+# (q, k, v, attention output, two LayerNorms, the 4x MLP before and after GELU, residuals, dropout)
+ACTIVATIONS_PER_TOKEN = 24
+
+
+def activation_bytes(n_cells: int, module, n_views: int) -> int:
+    """Rough memory of one autograd pass over ``n_cells`` full-length cells and ``n_views`` views."""
+    tokens = n_cells * (module.max_seq_len + 1) * n_views
+    d_model = module.encoder.norm.normalized_shape[0]
+    return tokens * d_model * len(module.encoder.blocks) * ACTIVATIONS_PER_TOKEN * 4
+
+
+def learning_rate_factor(progress: float, warmup_fraction: float) -> float:
+    """Linear warm-up over the first ``warmup_fraction`` of training, then cosine decay to 0 at its end."""
+    progress = min(max(progress, 0.0), 1.0)
+    if warmup_fraction > 0 and progress < warmup_fraction:
+        return progress / warmup_fraction
+    decay = (progress - warmup_fraction) / (1 - warmup_fraction) if warmup_fraction < 1 else 1.0
+    return 0.5 * (1 + math.cos(math.pi * decay))
 
 
 def slice_rows(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
@@ -109,14 +132,20 @@ class CellEncoderTrainingPlan(TrainingPlan):
         A :class:`~cellrep.model._module.CellEncoderModule`.
     chunk_size
         Cells encoded at once; the gradient is that of the whole batch whatever the chunk.
-        ``None`` runs the naive full-batch step (memory grows with the batch).
+        ``None`` runs the plain full-batch step (memory grows with the batch); ``'auto'`` does
+        so when :func:`activation_bytes` of the batch fits ``memory_bytes``, else chunks of 64.
     lr, weight_decay, optimizer
         AdamW by default.
-    warmup_steps
-        Linear learning-rate warm-up, followed by a cosine decay to ``lr_min`` at the last step.
+    warmup_fraction
+        Linear learning-rate warm-up over this fraction of training, then a cosine decay to
+        ``lr_min`` at the real end of training: the last step, or the end of ``time_budget``
+        seconds when that comes first (progress is the larger of the two fractions).
+    time_budget
+        Wall-clock seconds the training may run (``CellEncoder.train(max_time=...)`` sets it).
     gradient_clip_val
         Maximum gradient norm (``None`` disables clipping).
-    mlm_weight, contrastive_weight, supervised_weight, temperature, mask_ratio, subsample_rate
+    mlm_weight, contrastive_weight, supervised_weight, temperature, mask_ratio, subsample_rate,
+    variance_weight, thinning
         See :class:`~cellrep.model._module.Objectives`.
     """
 
@@ -124,11 +153,13 @@ class CellEncoderTrainingPlan(TrainingPlan):
         self,
         module,
         *,
-        chunk_size: int | None = 64,
-        lr: float = 5e-4,
+        chunk_size: int | str | None = "auto",
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        lr: float = 1e-3,
         weight_decay: float = 0.01,
         optimizer: str = "AdamW",
-        warmup_steps: int = 50,
+        warmup_fraction: float = 0.1,
+        time_budget: float | None = None,
         lr_min: float = 0.0,
         gradient_clip_val: float | None = 1.0,
         mlm_weight: float = 1.0,
@@ -136,19 +167,46 @@ class CellEncoderTrainingPlan(TrainingPlan):
         supervised_weight: float = 0.0,
         temperature: float = 0.1,
         mask_ratio: float = 0.15,
-        subsample_rate: float = 0.3,
+        subsample_rate: float = 0.5,
+        variance_weight: float = 1.0,
+        thinning: float = 0.5,
         **kwargs,
     ):
         super().__init__(
             module, lr=lr, weight_decay=weight_decay, optimizer=optimizer, eps=1e-8, lr_min=lr_min, **kwargs
         )
         self.automatic_optimization = False
+        if not (
+            chunk_size is None or chunk_size == "auto" or (isinstance(chunk_size, int) and chunk_size > 0)
+        ):
+            raise ValueError(f"chunk_size must be a positive int, 'auto' or None, got {chunk_size!r}.")
+        if not 0 <= warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}.")
         self.chunk_size = chunk_size
-        self.warmup_steps = warmup_steps
+        self.memory_bytes = memory_bytes
+        self.warmup_fraction = warmup_fraction
+        self.time_budget = time_budget
         self.gradient_clip_val = gradient_clip_val
+        self.clock = time.monotonic
+        self._start_time: float | None = None
         self.objectives = Objectives(
-            mlm_weight, contrastive_weight, supervised_weight, temperature, mask_ratio, subsample_rate
+            mlm_weight,
+            contrastive_weight,
+            supervised_weight,
+            temperature,
+            mask_ratio,
+            subsample_rate,
+            variance_weight,
+            thinning,
         )
+
+    def effective_chunk_size(self, n_cells: int) -> int | None:
+        """``None`` (one pass with a graph) when the batch fits ``memory_bytes``, else the chunk."""
+        if self.chunk_size != "auto":
+            return self.chunk_size
+        if activation_bytes(n_cells, self.module, self.objectives.n_views) <= self.memory_bytes:
+            return None
+        return 64
 
     # --- the divide-and-conquer step ------------------------------------------------------
     def _encode_chunks(self, chunks) -> tuple[list[torch.Tensor], dict, list[dict]]:
@@ -162,9 +220,8 @@ class CellEncoderTrainingPlan(TrainingPlan):
         with torch.no_grad():
             for chunk in chunks:
                 rng_states.append(capture_rng(device))
-                terms = self.module.local_terms(chunk, self.objectives)
-                # clone: a CLS embedding is a view that would keep the chunk's hidden states alive
-                embeddings.append([z.clone() for z in terms["embeddings"]])
+                terms = self.module.local_terms(chunk, self.objectives, heads=False)
+                embeddings.append(terms["embeddings"])
                 for key in totals:
                     totals[key] += float(terms[key])
         views = [torch.cat(view) for view in zip(*embeddings, strict=True)]
@@ -177,17 +234,16 @@ class CellEncoderTrainingPlan(TrainingPlan):
         """The objectives; ``contrastive=False`` leaves the contrastive term at 0 (added by the caller)."""
         objectives = self.objectives
         zero = views[0].new_zeros(())
-        contrastive = (
-            nt_xent(*[gather_with_grad(z) for z in views], objectives.temperature)
-            if len(views) == 2 and contrastive
-            else zero
-        )
+        gathered = [gather_with_grad(z) for z in views] if len(views) == 2 and contrastive else None
+        contrastive = nt_xent(*gathered, objectives.temperature) if gathered else zero
+        collapse = variance_covariance(*gathered) if gathered and objectives.variance_weight > 0 else zero
         mlm = totals["mlm_sum"] / totals["mlm_count"] if totals["mlm_count"] else 0.0
         supervised = (
             totals["supervised_sum"] / totals["supervised_count"] if totals["supervised_count"] else 0.0
         )
         total = (
             objectives.contrastive_weight * contrastive
+            + objectives.variance_weight * collapse
             + objectives.mlm_weight * mlm
             + objectives.supervised_weight * supervised
         )
@@ -212,6 +268,15 @@ class CellEncoderTrainingPlan(TrainingPlan):
         weight = self.objectives.contrastive_weight
         losses["contrastive_loss"] = contrastive
         losses["loss"] = losses["loss"] + weight * contrastive
+        if self.objectives.variance_weight > 0:
+            leaves = [z.detach().requires_grad_(gradient) for z in gathered]
+            with torch.set_grad_enabled(gradient):
+                collapse = self.objectives.variance_weight * variance_covariance(*leaves)
+            losses["loss"] = losses["loss"] + collapse.detach()
+            if gradient:
+                extra = torch.autograd.grad(collapse, leaves)
+                gradients = [weight * g + e for g, e in zip(gradients, extra, strict=True)]
+                weight = 1.0
         if not gradient:
             return losses, None
         return losses, [weight * g[rows] for g, rows in zip(gradients, own_rows, strict=True)]
@@ -220,22 +285,25 @@ class CellEncoderTrainingPlan(TrainingPlan):
         self, batch: dict[str, torch.Tensor], backward: Callable[[torch.Tensor], None]
     ) -> dict:
         """Accumulate the full-batch gradient into ``.grad``; return the detached losses."""
-        if self.chunk_size is None:
+        chunk_size = self.effective_chunk_size(batch["X"].shape[0])
+        if chunk_size is None:
             terms = self.module.local_terms(batch, self.objectives)
             totals = {
                 key: terms[key] for key in ("mlm_sum", "mlm_count", "supervised_sum", "supervised_count")
             }
             losses = self._losses(terms["embeddings"], totals)
             backward(losses["loss"])
-            return {key: value.detach() for key, value in losses.items()}
+            return {key: torch.as_tensor(value).detach() for key, value in losses.items()}
 
-        chunks = split_batch(batch, self.chunk_size)
+        chunks = split_batch(batch, chunk_size)
         device = batch["X"].device
         views, totals, rng_states = self._encode_chunks(chunks)
         losses, gradients = self._blockwise_losses(views, totals, gradient=True)
         rng_after = capture_rng(device)
         start = 0
         objectives = self.objectives
+        # the no-grad pass skips the heads: their loss sums come from the replay
+        replayed = {"mlm_sum": 0.0, "supervised_sum": 0.0}
         for chunk, rng_state in zip(chunks, rng_states, strict=True):
             restore_rng(rng_state, device)
             terms = self.module.local_terms(chunk, objectives)
@@ -251,20 +319,47 @@ class CellEncoderTrainingPlan(TrainingPlan):
                     surrogate
                     + objectives.supervised_weight * terms["supervised_sum"] / totals["supervised_count"]
                 )
+            for key in replayed:
+                replayed[key] += float(torch.as_tensor(terms[key]).detach())
             if surrogate.requires_grad:
                 # DDP averages gradients over ranks; each rank's share is of the global loss
                 backward(surrogate * (dist.get_world_size() if distributed() else 1))
             start += n_cells
         restore_rng(rng_after, device)
+        local = self._losses(
+            views, {**totals, **{k: global_sum(v, device) for k, v in replayed.items()}}, False
+        )
+        losses["loss"] = losses["loss"] + local["loss"]
+        losses["mlm_loss"], losses["supervised_loss"] = local["mlm_loss"], local["supervised_loss"]
         return {key: torch.as_tensor(value).detach() for key, value in losses.items()}
 
     # --- Lightning hooks ------------------------------------------------------------------
+    def progress(self) -> float:
+        """Fraction of training done: by steps, or by the time budget when that runs out first."""
+        step_fraction = 0.0
+        if self._trainer is not None:
+            total = self.trainer.estimated_stepping_batches
+            if math.isfinite(total) and total > 0:
+                step_fraction = self.global_step / total
+        time_fraction = 0.0
+        if self.time_budget and self._start_time is not None:
+            time_fraction = (self.clock() - self._start_time) / self.time_budget
+        return max(step_fraction, time_fraction)
+
     def _learning_rate(self) -> float:
-        step = self.global_step
-        warmup = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
-        total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
-        progress = min(1.0, step / total) if math.isfinite(total) and total > 0 else 0.0
-        return self.lr_min + (self.lr - self.lr_min) * warmup * 0.5 * (1 + math.cos(math.pi * progress))
+        factor = learning_rate_factor(self.progress(), self.warmup_fraction)
+        if self.global_step == 0 and factor == 0:  # warm-up starts with a small step, not none
+            factor = learning_rate_factor(1 / max(self._total_steps(), 1), self.warmup_fraction)
+        return self.lr_min + (self.lr - self.lr_min) * factor
+
+    def _total_steps(self) -> float:
+        if self._trainer is None:
+            return 1
+        total = self.trainer.estimated_stepping_batches
+        return total if math.isfinite(total) else 1000
+
+    def on_train_start(self) -> None:
+        self._start_time = self.clock()
 
     def training_step(self, batch, batch_idx):
         optimizer = self.optimizers()
@@ -280,7 +375,14 @@ class CellEncoderTrainingPlan(TrainingPlan):
         self.log("lr", learning_rate, on_step=False, on_epoch=True)
 
     def validation_step(self, batch, batch_idx):
-        views, totals, _ = self._encode_chunks(split_batch(batch, self.chunk_size))
+        chunk_size = self.effective_chunk_size(batch["X"].shape[0])
+        with torch.no_grad():
+            parts = [
+                self.module.local_terms(chunk, self.objectives) for chunk in split_batch(batch, chunk_size)
+            ]
+        keys = ("mlm_sum", "mlm_count", "supervised_sum", "supervised_count")
+        totals = {key: global_sum(sum(float(part[key]) for part in parts), batch["X"].device) for key in keys}
+        views = [torch.cat(view) for view in zip(*(part["embeddings"] for part in parts), strict=True)]
         losses, _ = self._blockwise_losses(views, totals, gradient=False)
         self._log_losses(losses, "validation", batch["X"].shape[0])
 

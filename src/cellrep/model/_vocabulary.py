@@ -94,3 +94,37 @@ def gene_embedding_rows(gene_embedding, genes: pd.Index, d_model: int) -> tuple[
     if table.shape[1] != d_model:
         raise ValueError(f"gene_embedding has {table.shape[1]} columns but d_model is {d_model}.")
     return np.nan_to_num(table), found
+
+
+def pca_gene_embedding(counts, d_model: int, *, random_state: int = 0) -> np.ndarray:
+    """Gene vectors (genes × ``d_model``) from the PCA of the cells' standardized log expression.
+
+    The counts are log-normalized (``cr.pp.log_normalize``, 1e4 per cell), every gene is
+    standardized, and ``cr.tl.pca`` gives the loadings of up to ``d_model`` components. Each
+    loading column is weighted by its component's standard deviation, so a gene's vector is
+    its covariance with the main axes of variation; a fixed random orthogonal map takes fewer
+    components to ``d_model`` columns. The table is scaled to a root-mean-square entry of 1,
+    the scale of the random N(0, 1) initialisation it replaces. Genes never expressed get 0.
+    """
+    from anndata import AnnData as _AnnData
+
+    from ..pp import log_normalize
+    from ..tl import pca
+
+    counts = sparse.csr_matrix(counts, dtype=np.float32, copy=True)  # log_normalize works in place
+    n_cells, n_genes = counts.shape
+    n_comps = min(d_model, n_cells - 1, n_genes - 1)
+    if n_comps < 1:
+        raise ValueError(
+            "A PCA gene embedding needs at least 2 cells and 2 genes; pass gene_embedding='random'."
+        )
+    data = _AnnData(counts)
+    log_normalize(data)
+    pca(data, n_comps=n_comps, standardize=True, random_state=random_state)
+    table = data.varm["PCs"] * np.sqrt(data.uns["pca"]["variance"])[None, :]
+    if n_comps < d_model:
+        rng = np.random.default_rng(random_state)
+        basis, _ = np.linalg.qr(rng.standard_normal((d_model, n_comps)))
+        table = table @ basis.T
+    rms = np.sqrt(np.mean(table**2))
+    return (table / rms if rms > 0 else table).astype(np.float32)

@@ -27,8 +27,10 @@ def benchmark(
 
     Each bar is the mean over splits, with the standard deviation as error bar (the minimum–maximum
     range for fit time, so it stays positive on the log axis); a (task, method) with a single split is
-    drawn as a point instead. Rows with a missing value (failed runs) are left out. The speed panel shows ``fit_seconds`` the same way on a
-    log scale.
+    a bar without error bar. Rows with a missing value (failed runs) are left out. The speed panel
+    shows ``fit_seconds`` the same way on a log scale. cellrep's variants (the settings other than
+    its default and the Souza–Mehta recipe, run with ``--methods all``) are drawn last in each
+    group, in shades of grey under one legend entry, so the default and the peers keep the colours.
 
     Parameters
     ----------
@@ -60,8 +62,7 @@ def benchmark(
         raise ValueError(f"No run has a {metric!r} value; every method failed.")
     table = table.assign(group=_group_labels(table))
     groups = list(dict.fromkeys(table["group"]))
-    methods = list(dict.fromkeys(table["method"]))
-    colors = category_colors(methods)
+    methods, colors = _method_colors(list(dict.fromkeys(table["method"])))
     # about 0.1 inch per bar, within limits that keep a wide table on one screen
     panel_width = float(np.clip(0.1 * len(groups) * len(methods) + 2.0, 4.5, 14.0))
     axes = new_axes_row(ax, 2 if speed else 1, panel_size=(panel_width, 4.0))
@@ -79,6 +80,30 @@ def benchmark(
         figure.tight_layout()
     finish(figure, show=show, save=save)
     return figure
+
+
+_VARIANTS = "cellrep variants"
+
+
+def _is_variant(method: str) -> bool:
+    from ..benchmark._methods import METHODS
+
+    if method in METHODS:
+        return METHODS[method].family == "variant"
+    # settings built with cellrep_method by the benchmark scripts: cellrep_<normalization>_... or cellrep_default_...
+    return method.startswith(("cellrep_default_", "cellrep_log_", "cellrep_rank_probit_", "cellrep_pearson_"))
+
+
+def _method_colors(methods: list) -> tuple[list, dict]:
+    """Methods in drawing order (variants last) and their colours (variants: greys, listed under ``_VARIANTS``)."""
+    main = [method for method in methods if not _is_variant(method)]
+    variants = [method for method in methods if _is_variant(method)]
+    colors = category_colors(main)
+    greys = np.linspace(0.35, 0.8, max(len(variants), 1))
+    colors.update({method: str(round(grey, 3)) for method, grey in zip(variants, greys, strict=False)})
+    if variants:
+        colors[_VARIANTS] = tuple(variants)
+    return main + variants, colors
 
 
 def _group_labels(results: pd.DataFrame) -> pd.Series:
@@ -118,25 +143,17 @@ def _grouped(
         else:
             errors = np.vstack([rows["mean"] - rows["min"], rows["max"] - rows["mean"]])
         single = (rows["count"] == 1).to_numpy()
-        if (~single).any():
-            ax.bar(
-                positions[~single],
-                rows["mean"][~single],
-                width=width,
-                yerr=errors[:, ~single],
-                color=colors[method],
-                label=method,
-                capsize=2,
-                error_kw={"lw": 0.8},
-            )
-        if single.any():
-            ax.scatter(
-                positions[single],
-                rows["mean"][single],
-                color=colors[method],
-                edgecolor="black",
-                zorder=3,
-                label=None if (~single).any() else method,
-            )
+        errors[:, single] = 0.0  # one split: nothing to spread
+        variant = method in colors.get(_VARIANTS, ())
+        ax.bar(
+            positions,
+            rows["mean"],
+            width=width,
+            yerr=errors,
+            color=colors[method],
+            label=None if variant and method != colors[_VARIANTS][0] else (_VARIANTS if variant else method),
+            capsize=2 if (~single).any() else 0,
+            error_kw={"lw": 0.8},
+        )
     ax.set_xticks(np.arange(len(groups)), labels=groups, fontsize=8 if len(groups) > 4 else None)
     ax.set_xlabel("task")

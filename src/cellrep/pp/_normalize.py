@@ -29,7 +29,7 @@ from ._utils import check_copy_inplace, select_matrix, set_matrix
 _check_nonnegative = partial(check_counts, require_integer=False)
 
 
-def _checked_count_rows(matrix) -> CountRowStats | None:
+def _checked_count_rows(matrix, adata: AnnData | None = None) -> CountRowStats | None:
     """Raise unless ``matrix`` holds finite, non-negative values, without writing anything.
 
     For CSR input of the usual dtypes, the one read that validates also returns the row statistics
@@ -42,7 +42,7 @@ def _checked_count_rows(matrix) -> CountRowStats | None:
         if row_stats.valid:
             return row_stats
     # counts the bad values for the message; passes when the only doubt was a stored -0.0
-    _check_nonnegative(matrix)
+    _check_nonnegative(matrix, adata=adata)
     return row_stats
 
 
@@ -59,7 +59,9 @@ def normalize_total(
 
     One numba pass per row over the stored values; CSR stays CSR, CSC stays CSC (scanpy
     returns CSR for CSC input) and sparse input is never densified. Float32 and float64
-    data keep their dtype and are updated in place; integer data becomes float32, as in scanpy.
+    data keep their dtype and are updated in place; integer data becomes float32, as in scanpy;
+    float16 and bool data become float32. Sparse input with duplicate entries or unsorted
+    indices is normalized as its canonical form (a canonical copy replaces it).
     Library sizes are accumulated in float64.
 
     Parameters
@@ -91,7 +93,8 @@ def normalize_total(
         When some cells have zero counts; they stay zero.
     """
     check_copy_inplace(copy, inplace)
-    adata, matrix = select_matrix(adata, layer, copy=copy, modify=inplace, check=_check_nonnegative)
+    check = partial(_check_nonnegative, adata=adata if layer is None else None)
+    adata, matrix = select_matrix(adata, layer, copy=copy, modify=inplace, check=check)
     result, totals, used_target = normalize_rows(matrix, target_sum=target_sum, copy=not inplace)
     warn_empty_cells(totals)
     if not inplace:
@@ -109,7 +112,9 @@ def log1p(adata: AnnData, *, base: float | None = None, layer: str | None = None
     """Logarithmize ``X = log(1 + X)``, as :func:`scanpy.pp.log1p`.
 
     Sparse input is transformed on its stored values only, keeping format and sparsity.
-    Float data keeps its dtype and is updated in place; integer data becomes float64, as in scanpy.
+    Float data keeps its dtype and is updated in place; integer data becomes float64, as in scanpy;
+    float16 and bool data become float32. Sparse input with duplicate entries is summed first
+    (a canonical copy replaces it), so ``log1p`` applies to each value, not to its pieces.
 
     Parameters
     ----------
@@ -153,7 +158,9 @@ def log_normalize(
     rows, then the pass that scales and logarithmizes them, where integer counts below 256
     take their logs from a per-row table of ``log1p(k * scale)``, which gives the same values.
     Nothing of the data's size is allocated for float input (dense and CSC input are
-    validated in a separate read; CSC library sizes need one more). Integer data becomes float32.
+    validated in a separate read; CSC library sizes need one more). Integer, float16 and bool
+    data become float32. Sparse input with duplicate entries or unsorted indices is first
+    replaced by a canonical copy (duplicates summed), as every cellrep function does.
 
     Parameters
     ----------
@@ -180,7 +187,7 @@ def log_normalize(
         When some cells have zero counts; they stay zero.
     """
     log_scale_for(base)  # validates base before anything is touched
-    row_stats = _checked_count_rows(get_matrix(adata, layer))
+    row_stats = _checked_count_rows(get_matrix(adata, layer), adata if layer is None else None)
     adata, matrix = select_matrix(adata, layer, copy=copy)
     result, totals, used_target = normalize_rows(
         matrix, target_sum=target_sum, log=True, base=base, row_stats=row_stats

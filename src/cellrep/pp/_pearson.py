@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from functools import partial
 
 import numpy as np
 from anndata import AnnData
@@ -26,8 +27,8 @@ METHOD = "pearson_residuals"
 TOTALS_RTOL = 1e-6
 
 
-def _check_pearson_counts(matrix) -> None:
-    scan = check_counts(matrix, "the data", require_integer=False)
+def _check_pearson_counts(matrix, adata: AnnData | None = None) -> None:
+    scan = check_counts(matrix, "the data", require_integer=False, adata=adata)
     if scan is not None and scan.n_non_integer:
         warnings.warn(
             "pearson_residuals expects raw counts, but non-integer values were found.",
@@ -60,6 +61,9 @@ def pearson_residuals(
     counts give float32 residuals, anything else float64 (scanpy 1.11 does the same with an
     explicit ``clip`` but returns float64 for float32 input with ``clip=None``). Genes or
     cells without any count get residual 0 (scanpy gives NaN there).
+    Float16 and bool data are read as float32, and sparse input with duplicate entries or
+    unsorted indices as its canonical form (a copy; the stored matrix is not modified).
+
 
     Almost no residual is zero, so the dense result of sparse counts is ``n_cells × n_genes``.
     Sparse counts are therefore not densified by default: the residuals stay **implicit**, a
@@ -112,7 +116,8 @@ def pearson_residuals(
     check_theta_clip(theta, clip)
     if dense not in (None, True, False):
         raise TypeError(f"dense must be True, False or None, got {dense!r}.")
-    adata, matrix = select_matrix(adata, layer, copy=copy, modify=inplace, check=_check_pearson_counts)
+    check = partial(_check_pearson_counts, adata=adata if layer is None else None)
+    adata, matrix = select_matrix(adata, layer, copy=copy, modify=inplace, check=check)
     if dense is None:
         dense = not is_sparse_matrix(matrix)
     if not dense:

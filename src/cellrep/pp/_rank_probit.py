@@ -30,6 +30,9 @@ def rank_probit(
     All zeros of a cell share one rank, so only the stored values are ranked (by counting for
     integer counts, O(nnz) per cell; by sorting otherwise, O(nnz log nnz)) and the result
     stays sparse: ``value = delta + offset`` with ``delta`` non-zero only where the input is.
+    Float16 and bool data are read as float32, and sparse input with duplicate entries or
+    unsorted indices as its canonical form (a copy; the stored matrix is not modified).
+
 
     Parameters
     ----------
@@ -59,7 +62,8 @@ def rank_probit(
     (``np.asarray(result)`` gives the dense values), or an ndarray when ``dense``.
     """
     matrix = get_matrix(adata, layer)
-    check_counts(matrix, "the data" if layer is None else f"layer {layer!r}", require_integer=False)
+    what = "the data" if layer is None else f"layer {layer!r}"
+    check_counts(matrix, what, require_integer=False, adata=adata if layer is None else None)
     result = rank_probit_matrix(matrix, l2_normalize=l2_normalize, dtype=dtype, n_threads=n_threads)
     if not inplace:
         return result.toarray() if dense else result

@@ -22,6 +22,9 @@ def scale(
     Means and unbiased (``ddof=1``) standard deviations are accumulated in float64 in one
     numba pass; genes with zero variance get ``std = 1`` (so their centred values are 0),
     as in scanpy. Float data keeps its dtype; integer data becomes float64, as in scanpy.
+    Float16 and bool data are read as float32, and sparse input with duplicate entries or
+    unsorted indices as its canonical form (a copy; the stored matrix is not modified).
+
 
     **Dense input** gives exactly scanpy's result: ``(X - mean) / std``, clipped to
     ``[-max_value, max_value]`` when ``max_value`` is set.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import pandas as pd
 from anndata import AnnData
@@ -15,8 +13,9 @@ from .._validation import (
     check_counts,
     check_finite,
     check_labels,
-    check_matrix_type,
+    count_non_integer,
     get_matrix,
+    raw_counts_hint,
     store_params,
 )
 
@@ -69,6 +68,12 @@ def select_genes(
     of the data (the loess fit is scikit-misc's). ``'seurat_v3'`` (the default here) and
     ``'seurat_v3_paper'`` need raw integer counts, ``'seurat'`` and ``'cell_ranger'``
     log-normalized data (``'seurat'`` honours ``uns['log1p']['base']``).
+    Float16 and bool data are read as float32, and sparse input with duplicate entries or
+    unsorted indices as its canonical form (a copy; the stored matrix is not modified). A batch
+    with fewer than 2 cells, or (Seurat v3 flavours) with fewer than 20 distinct means among
+    its varying genes, raises a ValueError naming it before the loess runs (scikit-misc's loess
+    crashes or fails there); ``'cell_ranger'`` merges equal percentile bins of small batches
+    where scanpy raises pandas' "Bin edges must be unique".
 
     Parameters
     ----------
@@ -102,7 +107,6 @@ def select_genes(
     if n_top < 1:
         raise ValueError(f"n_top must be a positive integer, got {n_top}.")
     matrix = get_matrix(adata, layer)
-    check_matrix_type(matrix)
     params = {"method": method, "n_top": n_top, "layer": layer}
     if method == "anova":
         check_finite(matrix)
@@ -115,8 +119,10 @@ def select_genes(
         if flavor not in HVG_FLAVORS:
             raise ValueError(f"flavor must be one of {HVG_FLAVORS}, got {flavor!r}.")
         batch_codes = _batch_codes(adata, batch_key)  # validated before the data are read
-        check = partial(check_counts, require_integer=True) if flavor in COUNT_FLAVORS else check_finite
-        check(matrix)
+        if flavor in COUNT_FLAVORS:
+            _check_hvg_counts(adata, matrix, layer, flavor)
+        else:
+            check_finite(matrix)
         result = _highly_variable(
             adata, matrix, batch_codes, n_top=n_top, flavor=flavor, with_batches=batch_key is not None
         )
@@ -129,10 +135,24 @@ def select_genes(
     return None
 
 
-def _batch_codes(adata: AnnData, batch_key: str | None) -> tuple[np.ndarray, int]:
-    """Batch code per cell, batches in category order (sorted values if not categorical)."""
+def _check_hvg_counts(adata: AnnData, matrix, layer: str | None, flavor: str) -> None:
+    """Raw counts for the Seurat v3 flavours, with the flavour to use when the data are log-normalized."""
+    scan = check_counts(matrix, require_integer=False, adata=adata if layer is None else None)
+    if scan.n_non_integer and count_non_integer(matrix):
+        logged = " (uns['log1p'] is set: the data are log-transformed)" if "log1p" in adata.uns else ""
+        where = "adata.X" if layer is None else f"layer {layer!r}"
+        raise ValueError(
+            f"flavor={flavor!r} needs raw integer counts, but {where} holds non-integer values{logged}. "
+            "For log-normalized data (after cr.pp.log_normalize) use flavor='seurat' (scanpy's default) "
+            "or flavor='cell_ranger'; otherwise pass layer= naming the raw counts."
+            + (raw_counts_hint(adata) if layer is None else "")
+        )
+
+
+def _batch_codes(adata: AnnData, batch_key: str | None) -> tuple[np.ndarray, int, list[str]]:
+    """Batch code per cell, batches in category order (sorted values if not categorical), and their names."""
     if batch_key is None:
-        return np.zeros(adata.n_obs, dtype=np.int64), 1
+        return np.zeros(adata.n_obs, dtype=np.int64), 1, ["the data"]
     if batch_key not in adata.obs:
         raise ValueError(
             f"batch_key {batch_key!r} is not a column of adata.obs; pass one of {list(adata.obs.columns)}."
@@ -145,20 +165,21 @@ def _batch_codes(adata: AnnData, batch_key: str | None) -> tuple[np.ndarray, int
         )
     categories = column.array if isinstance(column.dtype, pd.CategoricalDtype) else pd.Categorical(column)
     categories = categories.remove_unused_categories()
-    return np.asarray(categories.codes, dtype=np.int64), len(categories.categories)
+    names = [f"batch {name!r} of obs[{batch_key!r}]" for name in categories.categories]
+    return np.asarray(categories.codes, dtype=np.int64), len(categories.categories), names
 
 
 def _highly_variable(
     adata: AnnData,
     matrix,
-    batch_codes: tuple[np.ndarray, int],
+    batch_codes: tuple[np.ndarray, int, list[str]],
     *,
     n_top: int,
     flavor: str,
     with_batches: bool,
 ) -> pd.DataFrame:
-    batches, n_batches = batch_codes
-    arguments = {"n_top": n_top, "flavor": flavor, "with_batches": with_batches}
+    batches, n_batches, batch_names = batch_codes
+    arguments = {"n_top": n_top, "flavor": flavor, "with_batches": with_batches, "batch_names": batch_names}
     if flavor in COUNT_FLAVORS:
         table = seurat_v3_table(matrix, batches, n_batches, adata.var_names, **arguments)
     else:

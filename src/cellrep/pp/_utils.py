@@ -8,7 +8,10 @@ A wrapper does::
     return adata if copy else None
 
 ``select_matrix`` runs every check on the original object before anything is copied or
-modified, so a failing call leaves the AnnData untouched.
+modified, so a failing call leaves the AnnData untouched. The matrix it returns is the one
+:func:`cellrep._validation.get_matrix` gives: when the stored matrix needs converting
+(float16/bool dtype, non-canonical sparse), a converted copy, so the stored matrix is never
+modified and ``set_matrix`` stores the result in its place.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 
 from anndata import AnnData
 
-from .._validation import check_matrix_type, get_matrix
+from .._validation import as_kernel_input, get_matrix, stored_matrix
 
 
 def select_matrix(
@@ -43,20 +46,23 @@ def select_matrix(
     check
         Validation run on the matrix (for example :func:`cellrep._validation.check_counts`).
     """
-    matrix = get_matrix(adata, layer)
-    check_matrix_type(matrix)
+    stored = stored_matrix(adata, layer)
+    matrix = as_kernel_input(stored)
     if check is not None:
         check(matrix)
     if copy:
         adata = adata.copy()
     elif modify and adata.is_view:
         adata._init_as_actual(adata.copy())
-    return adata, get_matrix(adata, layer)
+    else:
+        return adata, matrix
+    # a converted matrix is already a private copy; the stored one must be read from the new object
+    return adata, (get_matrix(adata, layer) if matrix is stored else matrix)
 
 
 def set_matrix(adata: AnnData, matrix, layer: str | None = None) -> None:
     """Store ``matrix`` in ``adata.X`` or ``adata.layers[layer]`` (no-op when already there)."""
-    if matrix is get_matrix(adata, layer):
+    if matrix is stored_matrix(adata, layer):
         return
     if layer is None:
         adata.X = matrix

@@ -13,7 +13,7 @@ def encode(
     model,
     *,
     key_added: str = "X_cellencoder",
-    pooling: str = "cls",
+    pooling: str | None = None,
     batch_size: int | None = None,
 ) -> None:
     """Write the cell embeddings of ``model`` to ``adata.obsm[key_added]``.
@@ -31,13 +31,17 @@ def encode(
     key_added
         ``obsm`` key of the embedding.
     pooling
-        ``'cls'`` (the CLS token state) or ``'mean'`` (mean of the gene-token states).
+        ``'mean'`` (mean of the gene-token states) or ``'cls'``; default: the model's.
     batch_size
         Cells encoded at once.
     """
     latent = model.get_latent_representation(adata, pooling=pooling, batch_size=batch_size)
     adata.obsm[key_added] = latent
-    params = {"pooling": pooling, "key_added": key_added, "model": model._model_summary_string}
+    params = {
+        "pooling": pooling or model.module.pooling,
+        "key_added": key_added,
+        "model": model._model_summary_string,
+    }
     store_params(adata, "cellencoder", params)
 
 

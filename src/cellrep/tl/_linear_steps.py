@@ -9,6 +9,8 @@ selected genes.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import sparse
 
@@ -55,9 +57,17 @@ def select_gene_positions(log_matrix, codes: np.ndarray | None, n_genes: int) ->
 
     from ..pp._select import select_genes, top_mask
 
+    every_gene = n_genes >= log_matrix.shape[1]
     n_genes = min(n_genes, log_matrix.shape[1])
     if codes is None:
-        table = select_genes(AnnData(log_matrix), method="hvg", flavor="seurat", n_top=n_genes, inplace=False)
+        with warnings.catch_warnings():
+            if every_gene:  # all genes were asked for: those without a dispersion drop out silently
+                warnings.filterwarnings(
+                    "ignore", message=".*have a normalized dispersion", category=UserWarning
+                )
+            table = select_genes(
+                AnnData(log_matrix), method="hvg", flavor="seurat", n_top=n_genes, inplace=False
+            )
         mask = table["selected"].to_numpy(dtype=bool)
     else:
         mask = top_mask(anova_f_statistics(log_matrix, codes), n_genes)

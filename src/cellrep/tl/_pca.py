@@ -99,12 +99,16 @@ def pca(
       ``obs['<layer>_offset']`` column is read as sparse deltas plus that per-cell constant;
     - implicit ``cr.pp.pearson_residuals`` (``layer='pearson_residuals'``, its ``key_added``,
       when no layer has that name): residuals are computed from the counts block by block;
+
     - data scaled by ``cr.pp.scale`` on sparse input with implicit centring
       (``uns['scale']['params']['implicit_center']`` for this layer): its values are
       ``X − var['mean'] / var['std']``. With ``zero_center=True`` the PCA centres at the
       data's own gene means, which is the same unless cells were removed after scaling (then
       it matches scanpy's PCA of the explicitly scaled data); with ``zero_center=False`` the
       implicit centre ``var['mean'] / var['std']`` is subtracted.
+
+    Float16 and bool data are read as float32, and sparse input with duplicate entries or
+    unsorted indices as its canonical form (a copy; the stored matrix is not modified).
 
     Parameters
     ----------

@@ -16,7 +16,15 @@ from anndata import AnnData
 
 from .._array._rank_probit import rank_probit_matrix
 from .._array._sctop import basis_profiles, project_onto_basis, projection_weights
-from .._validation import check_counts, check_gene_overlap, check_labels, get_matrix, store_params
+from .._validation import (
+    check_counts,
+    check_gene_overlap,
+    check_labels,
+    count_non_integer,
+    get_matrix,
+    raw_counts_hint,
+    store_params,
+)
 
 DEFAULT_MIN_CELLS = 2
 
@@ -104,7 +112,7 @@ def sctop_basis(
         raise ValueError(f"min_cells must be at least 1, got {min_cells}.")
     _check_unique(ref.var_names, "ref")
     matrix = get_matrix(ref, layer)
-    check_counts(matrix, _what(layer), require_integer=False)
+    _warn_if_not_counts(ref, matrix, layer)
     usable = check_labels(ref, labels_key, min_cells_per_class=int(min_cells))
     labels = ref.obs[labels_key]
     cell_types = _type_order(labels, usable)
@@ -126,6 +134,25 @@ def sctop_basis(
         n_cells = np.bincount(codes[codes >= 0], minlength=len(cell_types))
         store_params(ref, key_added, params, cell_types=np.array(cell_types, dtype=object), n_cells=n_cells)
     return basis
+
+
+def _warn_if_not_counts(ref: AnnData, matrix, layer: str | None) -> None:
+    """Raise on negative or non-finite values; warn when the values are not counts (for example log data).
+
+    The basis averages library fractions, which any per-cell scaling of the counts (CPM) keeps
+    but a log transform does not.
+    """
+    scan = check_counts(matrix, _what(layer), require_integer=False, adata=ref if layer is None else None)
+    logged = "log1p" in ref.uns and layer is None
+    if logged or (scan.n_non_integer and count_non_integer(matrix)):
+        reason = "uns['log1p'] is set" if logged else "it holds non-integer values"
+        warnings.warn(
+            f"sctop_basis expects raw counts (it averages library fractions), but {_what(layer)} looks "
+            f"log-transformed or normalized ({reason}). A basis from log data differs from scTOP's; pass "
+            "layer= naming the raw counts." + (raw_counts_hint(ref) if layer is None else ""),
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _basis_frame(basis: AnnData | pd.DataFrame, stored_key: str) -> pd.DataFrame:

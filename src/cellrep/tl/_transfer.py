@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from .._validation import check_labels, store_params
+from .._validation import check_labels, get_matrix, store_params
 from ._classifiers import EMBEDDING_METHODS, make_classifier
 from ._linear import linear_embedding, project, transform_key
 
@@ -22,20 +22,82 @@ UNKNOWN = "unknown"
 DEFAULT_LINEAR_KWARGS = {"normalization": "log", "gene_selection": "hvg", "whiten": False, "max_value": 4.0}
 DEFAULT_STANDARDIZE = "reference"
 DEFAULT_C = 0.05
+# Confidence below which a cell is called "unknown" in the benchmark's novel-type task (chosen
+# by leave-one-dataset-out on that task, see benchmarks/run_accuracy.py --novel).
+DEFAULT_UNKNOWN_THRESHOLD = 0.5
 LABEL_WARNINGS = r".*(have a missing|Classes with fewer than)"
+# The one gene-overlap rule of every transfer method (see `shared_genes`).
+MIN_SHARED_GENES = 20
+WARN_SHARED_FRACTION = 0.5
 
 
-def _embeddings(
-    ref, query, labels_key: str, use_rep: str | None, standardize: str, layer, linear_kwargs: dict
+def shared_genes(ref_genes, query_genes) -> np.ndarray:
+    """The genes of ``ref_genes`` also in ``query_genes`` (reference order), under the one overlap rule.
+
+    Every ``transfer_labels`` method uses this rule: fewer than ``MIN_SHARED_GENES`` shared
+    genes raise a ValueError (too few to tell cell types apart); fewer than
+    ``WARN_SHARED_FRACTION`` of the smaller gene panel warn with the figures. A query measured on a small panel that the reference covers
+    (1 300 of 30 000 genes, say) passes silently: all of its genes are usable.
+    """
+    ref_index, query_index = pd.Index(ref_genes).astype(str), pd.Index(query_genes).astype(str)
+    for index, name in ((ref_index, "ref"), (query_index, "query")):
+        if not index.is_unique:
+            raise ValueError(f"{name}.var_names are not unique; call `{name}.var_names_make_unique()` first.")
+    shared = ref_index[ref_index.isin(query_index)]
+    smaller = min(ref_index.size, query_index.size)
+    figures = (
+        f"{shared.size} genes are shared by the reference ({ref_index.size} genes) and the query "
+        f"({query_index.size} genes), {shared.size / max(smaller, 1):.0%} of the smaller panel"
+    )
+    if shared.size < MIN_SHARED_GENES:
+        raise ValueError(
+            f"Only {figures}; at least {MIN_SHARED_GENES} are needed. Check that both use the same gene "
+            "identifiers (symbols vs Ensembl IDs) and species; use `cr.tl.map_orthologs` across species."
+        )
+    if shared.size < WARN_SHARED_FRACTION * smaller:
+        warnings.warn(
+            f"Only {figures}; features are chosen among these, and types told apart by other genes may be confused.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return shared.to_numpy()
+
+
+def _on_genes(adata, genes: np.ndarray, layer, obs_columns=()):
+    """A light AnnData of ``adata``'s counts (``X`` or ``layer``) on ``genes``, in that order."""
+    import anndata as ad
+
+    matrix = get_matrix(adata, layer)
+    if adata.n_vars != genes.size or not (adata.var_names == genes).all():
+        matrix = matrix[:, adata.var_names.get_indexer(genes)]
+    return ad.AnnData(matrix, obs=adata.obs[list(obs_columns)].copy(), var=pd.DataFrame(index=genes))
+
+
+def _shared_gene_embeddings(
+    ref, query, labels_key: str, genes: np.ndarray, standardize: str, layer, linear_kwargs
 ):
-    """Reference and query coordinates in the representation ``use_rep`` (computed when ``None``)."""
-    if use_rep is None:
-        use_rep = "X_linear"
-        with warnings.catch_warnings():
-            # transfer_labels already warned about the labels it ignores
-            warnings.filterwarnings("ignore", message=LABEL_WARNINGS, category=UserWarning)
-            linear_embedding(ref, labels_key=labels_key, layer=layer, key_added=use_rep, **linear_kwargs)
-        project(query, ref, key=use_rep, standardize=standardize, layer=layer)
+    """Fit ``linear_embedding`` on the reference restricted to ``genes`` and project the query on them.
+
+    Both datasets are normalized over the same genes, so a query on a smaller panel is compared
+    with the reference on equal terms. The results are written to ``ref`` and ``query`` as if
+    the two had been called directly.
+    """
+    light_ref, light_query = _on_genes(ref, genes, layer, [labels_key]), _on_genes(query, genes, layer)
+    with warnings.catch_warnings():
+        # transfer_labels already warned about the labels it ignores
+        warnings.filterwarnings("ignore", message=LABEL_WARNINGS, category=UserWarning)
+        linear_embedding(light_ref, labels_key=labels_key, key_added="X_linear", **linear_kwargs)
+    project(light_query, light_ref, key="X_linear", standardize=standardize)
+    ref.obsm["X_linear"], ref.uns["linear"] = light_ref.obsm["X_linear"], light_ref.uns["linear"]
+    ref.uns["linear"]["params"]["layer"] = layer
+    query.obsm["X_linear"] = light_query.obsm["X_linear"]
+    query.uns["linear_projection"] = light_query.uns["linear_projection"]
+    query.uns["linear_projection"]["params"]["layer"] = layer
+    return np.asarray(ref.obsm["X_linear"]), np.asarray(query.obsm["X_linear"])
+
+
+def _embeddings(ref, query, use_rep: str, standardize: str, layer):
+    """Reference and query coordinates in the existing representation ``use_rep``."""
     if use_rep not in ref.obsm:
         raise ValueError(f"ref.obsm has no {use_rep!r}; compute it first or pass use_rep=None.")
     if use_rep not in query.obsm:
@@ -73,12 +135,12 @@ def _undone_on_error(*adatas):
         raise
 
 
-def _sctop_probabilities(ref, query, labels_key: str, layer):
+def _sctop_probabilities(ref, query, labels_key: str):
     """scTOP scores of the query cells on the reference type basis, clipped at 0 and normalized per cell."""
     from ._sctop import sctop_basis, sctop_score
 
-    basis = sctop_basis(ref, labels_key=labels_key, layer=layer, inplace=False)
-    scores = np.asarray(sctop_score(query, basis, layer=layer, inplace=False), dtype=np.float64)
+    basis = sctop_basis(ref, labels_key=labels_key, inplace=False)
+    scores = np.asarray(sctop_score(query, basis, inplace=False), dtype=np.float64)
     classes = np.asarray(basis.columns.astype(str))
     positive = np.clip(scores, 0, None)
     totals = positive.sum(axis=1, keepdims=True)
@@ -111,6 +173,14 @@ def transfer_labels(
     to the query. With ``use_rep=None`` that representation is :func:`linear_embedding`
     fitted on ``ref`` (written to ``ref.obsm['X_linear']``) and the query is mapped with
     :func:`project` (``query.obsm['X_linear']``).
+
+    **Genes.** With ``use_rep=None`` (and for ``method='sctop'``) both datasets are known, so
+    everything is computed on the genes they share: both are normalized over them and the
+    features (HVG / ANOVA) are chosen among them. A query measured on a small gene panel
+    therefore works with the defaults. One rule holds for every method: fewer than 20 shared
+    genes raise a ValueError; fewer than half of the smaller panel warn with the figures. :func:`project` alone, used after :func:`linear_embedding`, does
+    not know the query at fit time: it uses the genes chosen on the whole reference and
+    refuses a query holding fewer than ``min_overlap`` (half) of them.
 
     Parameters
     ----------
@@ -165,7 +235,9 @@ def transfer_labels(
 
     Writes to ``query``: ``obs[f'{key}_pred']`` (categorical), ``obs[f'{key}_confidence']``,
     ``obsm[f'{key}_proba']`` (cells × classes) and ``uns[f'{key}_transfer']`` with the
-    class names (``'classes'``, the column order of the probabilities) and ``'params'``.
+    class names (``'classes'``, the column order of the probabilities), ``'params'`` and, when
+    the genes were chosen here, ``'shared_genes'`` (genes in both datasets) and ``'genes'``
+    (the features the classifier saw: the selected genes, or every shared gene for scTOP).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
@@ -173,15 +245,21 @@ def transfer_labels(
         raise ValueError(f"unknown_threshold must be within [0, 1], got {unknown_threshold}.")
     usable = check_labels(ref, labels_key)
     labels = ref.obs[labels_key].astype(str).to_numpy()[usable]
+    genes = None
     if method == "sctop":
-        training = ref if usable.all() else ref[usable].copy()
-        classes, proba = _sctop_probabilities(training, query, labels_key, layer)
+        genes = shared_genes(ref.var_names, query.var_names)
+        training = _on_genes(ref[usable] if not usable.all() else ref, genes, layer, [labels_key])
+        classes, proba = _sctop_probabilities(training, _on_genes(query, genes, layer), labels_key)
     else:
         linear_kwargs = {**DEFAULT_LINEAR_KWARGS, **(linear_kwargs or {})}
         with _undone_on_error(ref, query):
-            reference, target = _embeddings(
-                ref, query, labels_key, use_rep, standardize, layer, linear_kwargs
-            )
+            if use_rep is None:
+                genes = shared_genes(ref.var_names, query.var_names)
+                reference, target = _shared_gene_embeddings(
+                    ref, query, labels_key, genes, standardize, layer, linear_kwargs
+                )
+            else:
+                reference, target = _embeddings(ref, query, use_rep, standardize, layer)
         classifier = make_classifier(
             method,
             class_weight=class_weight,
@@ -205,7 +283,12 @@ def transfer_labels(
         "layer": layer,
         "linear_kwargs": dict(linear_kwargs or {}) if use_rep is None and method != "sctop" else {},
     }
-    store_params(query, f"{key_added or labels_key}_transfer", params, classes=classes)
+    used = {}
+    if genes is not None:
+        # the genes the classifier saw: the selected features, or every shared gene for scTOP
+        features = genes if method == "sctop" else np.asarray(ref.uns["linear"]["genes"])
+        used = {"shared_genes": np.asarray(genes, dtype=object), "genes": np.asarray(features, dtype=object)}
+    store_params(query, f"{key_added or labels_key}_transfer", params, classes=classes, **used)
 
 
 def _write_predictions(
