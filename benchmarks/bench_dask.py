@@ -147,6 +147,8 @@ def run_cellrep(path: Path, args, client) -> tuple[dict, np.ndarray]:
     timed(times, "pca (covariance_eigh) + scores", lambda: pca("covariance_eigh"))
     variance = np.asarray(selected.uns["pca"]["variance"])
     selected.X = None  # free the persisted genes on the workers
+    if args.skip_transfer:
+        return times, variance
     counts = cr.read_lazy(path, chunk_size=args.chunk_size)
     half = counts.n_obs // 2
     ref, query = counts[:half].copy(), counts[half:].copy()
@@ -229,6 +231,10 @@ def main() -> None:
     parser.add_argument("--path", type=Path, default=Path("/tmp/cellrep_bench_dask"))
     parser.add_argument("--subset", type=int, default=100_000)
     parser.add_argument("--skip-scanpy", action="store_true")
+    parser.add_argument("--skip-cellrep", action="store_true")
+    parser.add_argument(
+        "--skip-transfer", action="store_true", help="leave out cellrep's transfer_labels step"
+    )
     args = parser.parse_args()
 
     from distributed import Client, LocalCluster
@@ -249,16 +255,17 @@ def main() -> None:
         client = Client(cluster)
     print(f"cluster: {client}")
     args.subset = min(args.subset, args.n_cells)
-    expected, lazy = in_memory_variances(store, args)
-    print(
-        f"PCA variances, first {args.subset} cells, dask vs in memory: max relative difference "
-        f"{np.max(np.abs(lazy / expected - 1)):.2e}",
-        flush=True,
-    )
+    if args.subset > 0:
+        expected, lazy = in_memory_variances(store, args)
+        print(
+            f"PCA variances, first {args.subset} cells, dask vs in memory: max relative difference "
+            f"{np.max(np.abs(lazy / expected - 1)):.2e}",
+            flush=True,
+        )
     warnings.filterwarnings("ignore", category=UserWarning)
     results = {}
     for name, runner in (("cellrep", run_cellrep), ("scanpy", run_scanpy)):
-        if name == "scanpy" and args.skip_scanpy:
+        if (name == "scanpy" and args.skip_scanpy) or (name == "cellrep" and args.skip_cellrep):
             continue
         print(f"{name}:", flush=True)
         client.restart()
@@ -270,7 +277,7 @@ def main() -> None:
         results[name] = (times, peak)
 
     common = ("normalize", "hvg", "persist", "pca")
-    if "scanpy" in results:
+    if "scanpy" in results and "cellrep" in results:
         cellrep_total = sum(
             results["cellrep"][0][key]
             for key in (
