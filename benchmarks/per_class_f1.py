@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from run_accuracy import GROUPS, coarse_pbmc_labels, load
+from run_accuracy import GROUPS, candidate_settings, coarse_pbmc_labels, load
 from sklearn.metrics import f1_score
 
 import cellrep as cr
@@ -48,7 +48,8 @@ def main() -> None:
     )[0]
     classes, counts = np.unique(split.truth, return_counts=True)
     table = pd.DataFrame({"cells": counts}, index=classes)
-    for method in resolve_methods(args.methods):
+    candidates = {method.name: method for method in candidate_settings()}
+    for method in resolve_methods([candidates.get(name, name) for name in args.methods]):
         output = method.predict(method.fit(split.train.copy(), "cell_type", 0), split.test.copy())
         predicted = np.asarray(output[0] if isinstance(output, tuple) else output).astype(str)
         table[method.name] = f1_score(split.truth, predicted, labels=classes, average=None, zero_division=0)
