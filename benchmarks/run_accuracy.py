@@ -207,6 +207,8 @@ def leave_one_dataset_out(results: pd.DataFrame, settings: list[str], peers: lis
     groups = pd.Series([group_of(column.split(":", 1)[1]) for column in table.index], index=table.index)
     regret = table[settings].max(axis=1).to_numpy()[:, None] - table[settings]
     rows = []
+    if groups.nunique() < 2:
+        raise ValueError("leave-one-dataset-out needs results of at least two dataset groups.")
     for group in dict.fromkeys(groups):
         chosen = regret[groups != group].mean().idxmin()
         for column in table.index[groups == group]:
@@ -256,6 +258,8 @@ def choose_unknown_threshold(confidences: pd.DataFrame) -> pd.DataFrame:
         }
     )
     rows = []
+    if len(per_dataset) < 2:
+        raise ValueError("choosing the threshold by leave-one-dataset-out needs at least two datasets.")
     for dataset in per_dataset.index:
         chosen = per_dataset.drop(index=dataset).mean().idxmax()
         rows.append(
