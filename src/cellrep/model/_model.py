@@ -281,12 +281,14 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             "kwargs", {}
         )
         params["gene_embedding"] = "random"  # replaced by the state below
+        params.pop("freeze_gene_embedding", None)
         tuned = type(self)(adata, **params)
         state = {k: v for k, v in self.module.state_dict().items() if k != "class_weights"}
         tuned.module.load_state_dict(state, strict=False)
         tuned.module.encoder.embedding.gene.weight.requires_grad_(
             self.module.encoder.embedding.gene.weight.requires_grad
         )
+        tuned._initialise_label_head()
         plan = {
             "supervised_weight": 1.0,
             "mlm_weight": 0.0,
@@ -299,6 +301,27 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             max_epochs=max_epochs, max_time=max_time, batch_size=batch_size, plan_kwargs=plan, **kwargs
         )
         return tuned
+
+    def _initialise_label_head(self) -> None:
+        """Linear probing before fine-tuning (LP-FT, Kumar et al. 2022): the label head starts as a
+        class-balanced logistic regression on the frozen embedding, so fine-tuning starts from the
+        probe instead of a random head that would first distort the pretrained features."""
+        from sklearn.linear_model import LogisticRegression
+
+        latent = self.get_latent_representation()
+        codes = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY)).ravel().astype(int)
+        probe = LogisticRegression(max_iter=1000, class_weight="balanced").fit(latent, codes)
+        weight = np.zeros((self.summary_stats.n_labels, latent.shape[1]), dtype=np.float32)
+        bias = np.full(self.summary_stats.n_labels, -1e4, dtype=np.float32)  # classes absent here
+        if probe.coef_.shape[0] == 1:  # two classes: sklearn keeps one row
+            coef = np.vstack([-probe.coef_[0] / 2, probe.coef_[0] / 2])
+            intercept = np.array([-probe.intercept_[0] / 2, probe.intercept_[0] / 2])
+        else:
+            coef, intercept = probe.coef_, probe.intercept_
+        weight[probe.classes_], bias[probe.classes_] = coef, intercept
+        with torch.no_grad():
+            self.module.label_head.weight.copy_(torch.as_tensor(weight))
+            self.module.label_head.bias.copy_(torch.as_tensor(bias))
 
     @torch.inference_mode()
     def predict(
