@@ -53,9 +53,10 @@ def recording(method, store: list):
     from cellrep.benchmark import Method
 
     def predict(fitted, test):
-        predicted = np.asarray(method.predict(fitted, test)).astype(str)
+        output = method.predict(fitted, test)
+        predicted = np.asarray(output[0] if isinstance(output, tuple) else output).astype(str)
         store.append((method.name, tuple(test.obs_names), predicted))
-        return predicted
+        return output
 
     return Method(method.name, method.fit, predict, default=method.default, description=method.description)
 
@@ -137,6 +138,7 @@ def new_user(args) -> None:
         predicted = classifier.predict(model.get_latent_representation(test))
         default = REGISTRY["cellrep_default"]
         linear = default.predict(default.fit(train.copy(), "cell_type", seed), test.copy())
+        linear = linear[0] if isinstance(linear, tuple) else linear  # (labels, confidence)
         for name, guess in (("new_user_encoder", predicted), ("cellrep_default", linear)):
             score = f1_score(labels[test_idx], guess, labels=np.unique(labels[test_idx]), average="macro")
             rows.append({"seed": seed, "method": name, "macro_f1": score, "seconds": seconds})

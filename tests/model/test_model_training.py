@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from tests.model.model_fixtures import single_torch_thread  # noqa: F401
 
+import cellrep as cr
 from cellrep.model import CellEncoder
 from cellrep.model._augment import binomial_thin, repack, subsample_genes
 from cellrep.model._module import CellEncoderModule
@@ -217,3 +218,18 @@ def test_length_buckets_give_the_same_states_without_a_mask():
         bucketed = module.encode(tokens)
     real = ~tokens.padding_mask
     torch.testing.assert_close(bucketed[real], padded[real], rtol=1e-5, atol=1e-5)
+
+
+def test_only_the_most_variable_genes_become_tokens():
+    adata = planted_types()
+    CellEncoder.setup_anndata(adata)
+    model = CellEncoder(adata, d_model=16, n_heads=2, n_token_genes=30)
+    token_genes = model.module.token_genes.numpy()
+    assert token_genes.sum() == 30
+    reference = adata.copy()
+    cr.pp.select_genes(reference, method="hvg", n_top=30)  # seurat_v3, tested against scanpy in tests/pp
+    np.testing.assert_array_equal(token_genes, reference.var["highly_variable"].to_numpy())
+    tokens = model.module.tokenize(torch.as_tensor(adata.X.toarray()))
+    assert set(tokens.gene_ids[tokens.gene_token_mask].unique().tolist()) <= set(np.flatnonzero(token_genes))
+    table = model.module.encoder.embedding.gene.weight[: adata.n_vars].detach().numpy()
+    assert (table[~token_genes] == 0).all()

@@ -141,6 +141,8 @@ def encoder_methods() -> list[Method]:
             _Deferred,
             lambda deferred, test: _probe_predict(deferred, test, True),
             default=False,
+            family="peer",
+            slow=True,
             description=f"CellEncoder defaults, {budget}, mean pooling + LogisticRegression",
         ),
         Method(
@@ -148,6 +150,8 @@ def encoder_methods() -> list[Method]:
             _Deferred,
             lambda deferred, test: _probe_predict(deferred, test, False),
             default=False,
+            family="peer",
+            slow=True,
             description="CellEncoder defaults (PCA gene embeddings), no pretraining + LogisticRegression",
         ),
         Method(
@@ -155,6 +159,8 @@ def encoder_methods() -> list[Method]:
             _Deferred,
             _finetuned_predict,
             default=False,
+            family="peer",
+            slow=True,
             description=f"CellEncoder pretrained ({budget}) then fine-tuned with its label head",
         ),
     ]

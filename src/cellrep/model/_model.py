@@ -76,6 +76,12 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         Keep the gene embedding fixed during training.
     pooling
         Default cell embedding: ``'mean'`` of the gene-token states or the ``'cls'`` state.
+    n_token_genes
+        Only the ``n_token_genes`` most variable genes of the training cells (scanpy's
+        seurat_v3 flavour through ``cr.pp.select_genes``) become tokens, as scGPT tokenizes
+        highly variable genes; ``None`` tokenizes every gene. Among all genes the most expressed
+        ones are mostly housekeeping genes, which say little about the cell type. The
+        vocabulary (and query alignment) still covers every registered gene.
 
     Examples
     --------
@@ -104,6 +110,7 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         gene_embedding: str | np.ndarray | pd.DataFrame | None = "pca",
         freeze_gene_embedding: bool = False,
         pooling: str = "mean",
+        n_token_genes: int | None = 3000,
     ):
         if adata is None:
             raise ValueError("CellEncoder needs the AnnData registered with `CellEncoder.setup_anndata`.")
@@ -132,6 +139,7 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             pooling=pooling,
         )
         self._initialise_from_data(supervised)
+        self._initialise_token_genes(n_token_genes)
         self._initialise_gene_embedding(gene_embedding, freeze_gene_embedding, d_model)
         self._model_summary_string = (
             f"CellEncoder: {n_layers} layers, d_model {d_model}, {n_heads} heads, {attention} attention, "
@@ -139,14 +147,30 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         )
         self.init_params_ = self._get_init_params(locals())
 
+    def _initialise_token_genes(self, n_token_genes: int | None) -> None:
+        n_genes = self.summary_stats.n_vars
+        if n_token_genes is None or n_token_genes >= n_genes:
+            return
+        if n_token_genes < 1:
+            raise ValueError(f"n_token_genes must be positive or None, got {n_token_genes}.")
+        from ..pp import select_genes
+
+        counts = AnnData(
+            sparse.csr_matrix(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), dtype=np.float32)
+        )
+        select_genes(counts, method="hvg", n_top=n_token_genes)
+        self.module.token_genes.copy_(torch.as_tensor(counts.var["highly_variable"].to_numpy()))
+
     def _initialise_gene_embedding(self, gene_embedding, freeze: bool, d_model: int) -> None:
         embedding = self.module.encoder.embedding
         if gene_embedding is None or (isinstance(gene_embedding, str) and gene_embedding == "random"):
             embedding.gene.weight.requires_grad_(not freeze)
             return
-        if isinstance(gene_embedding, str):  # 'pca'
-            counts = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-            gene_embedding = pca_gene_embedding(counts, d_model, random_state=0)
+        if isinstance(gene_embedding, str):  # 'pca', on the genes that become tokens
+            counts = sparse.csr_matrix(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))
+            token_genes = self.module.token_genes.cpu().numpy()
+            gene_embedding = np.zeros((len(token_genes), d_model), dtype=np.float32)
+            gene_embedding[token_genes] = pca_gene_embedding(counts[:, token_genes], d_model, random_state=0)
         table, found = gene_embedding_rows(gene_embedding, self.adata.var_names, d_model)
         embedding.set_gene_embedding(torch.as_tensor(table), torch.as_tensor(found), freeze)
         # the random value table would otherwise dominate every token at initialisation
@@ -281,12 +305,14 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             "kwargs", {}
         )
         params["gene_embedding"] = "random"  # replaced by the state below
+        params.pop("freeze_gene_embedding", None)
         tuned = type(self)(adata, **params)
         state = {k: v for k, v in self.module.state_dict().items() if k != "class_weights"}
         tuned.module.load_state_dict(state, strict=False)
         tuned.module.encoder.embedding.gene.weight.requires_grad_(
             self.module.encoder.embedding.gene.weight.requires_grad
         )
+        tuned._initialise_label_head()
         plan = {
             "supervised_weight": 1.0,
             "mlm_weight": 0.0,
@@ -299,6 +325,27 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             max_epochs=max_epochs, max_time=max_time, batch_size=batch_size, plan_kwargs=plan, **kwargs
         )
         return tuned
+
+    def _initialise_label_head(self) -> None:
+        """Linear probing before fine-tuning (LP-FT, Kumar et al. 2022): the label head starts as a
+        class-balanced logistic regression on the frozen embedding, so fine-tuning starts from the
+        probe instead of a random head that would first distort the pretrained features."""
+        from sklearn.linear_model import LogisticRegression
+
+        latent = self.get_latent_representation()
+        codes = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY)).ravel().astype(int)
+        probe = LogisticRegression(max_iter=1000, class_weight="balanced").fit(latent, codes)
+        weight = np.zeros((self.summary_stats.n_labels, latent.shape[1]), dtype=np.float32)
+        bias = np.full(self.summary_stats.n_labels, -1e4, dtype=np.float32)  # classes absent here
+        if probe.coef_.shape[0] == 1:  # two classes: sklearn keeps one row
+            coef = np.vstack([-probe.coef_[0] / 2, probe.coef_[0] / 2])
+            intercept = np.array([-probe.intercept_[0] / 2, probe.intercept_[0] / 2])
+        else:
+            coef, intercept = probe.coef_, probe.intercept_
+        weight[probe.classes_], bias[probe.classes_] = coef, intercept
+        with torch.no_grad():
+            self.module.label_head.weight.copy_(torch.as_tensor(weight))
+            self.module.label_head.bias.copy_(torch.as_tensor(bias))
 
     @torch.inference_mode()
     def predict(

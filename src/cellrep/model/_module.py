@@ -152,6 +152,7 @@ class CellEncoderModule(BaseModuleClass):
         self.pooling = pooling
         n_values = n_value_ids(tokenization, n_bins, max_seq_len)
         self.register_buffer("gene_scale", torch.ones(n_input))
+        self.register_buffer("token_genes", torch.ones(n_input, dtype=torch.bool))
         self.register_buffer("class_weights", torch.ones(n_labels))
         embedding = TokenEmbedding(n_input, d_model, tokenization, n_values)
         self.encoder = Encoder(
@@ -182,6 +183,7 @@ class CellEncoderModule(BaseModuleClass):
             scheme=self.tokenization,
             n_bins=self.n_bins,
             gene_scale=self.gene_scale,
+            gene_mask=None if bool(self.token_genes.all()) else self.token_genes,
         )
 
     def encode(self, tokens: Tokens) -> torch.Tensor:

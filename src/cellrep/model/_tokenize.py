@@ -96,10 +96,12 @@ def tokenize(
     scheme: str,
     n_bins: int,
     gene_scale: torch.Tensor | None = None,
+    gene_mask: torch.Tensor | None = None,
 ) -> Tokens:
     """Turn a count minibatch ``x`` (cells × genes) into a padded token batch.
 
-    Only non-zero genes become tokens. A cell with more than ``max_seq_len`` of them keeps
+    Only non-zero genes (and, with ``gene_mask``, only genes where it is True) become tokens;
+    CP10k uses the cell's total over all genes. A cell with more than ``max_seq_len`` of them keeps
     its top ``max_seq_len`` genes by expression (by expression divided by ``gene_scale``
     for ``'rank'``, as Geneformer ranks genes relative to their typical level). Sequences are
     padded to the longest one in the batch plus the CLS token in front.
@@ -120,6 +122,14 @@ def tokenize(
     counts = counts.double()
     library_size = torch.zeros(n_cells, dtype=torch.float64, device=device).index_add_(0, rows, counts)
     log_values = torch.log1p(counts / library_size[rows] * TARGET_SUM)
+    if gene_mask is not None:  # library sizes count every gene; only the masked-in genes become tokens
+        kept_genes = gene_mask[cols]
+        rows, cols, counts, log_values = (
+            rows[kept_genes],
+            cols[kept_genes],
+            counts[kept_genes],
+            log_values[kept_genes],
+        )
 
     sort_key = (
         log_values / gene_scale[cols].double() if scheme == "rank" and gene_scale is not None else counts
