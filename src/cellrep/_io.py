@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from anndata import AnnData
+if TYPE_CHECKING:  # anndata is heavy: the CLI parser reads DEFAULT_CHUNK_SIZE for --help
+    from anndata import AnnData
 
 DEFAULT_CHUNK_SIZE = 10_000
 
@@ -38,6 +40,7 @@ def read_lazy(path: str | PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> 
     >>> cr.tl.transfer_labels(ref, query, labels_key="cell_type")
     >>> query.obs[["cell_type_pred", "cell_type_confidence"]].to_csv("labels.csv")
     """
+    from anndata import AnnData
     from anndata.experimental import read_elem_lazy
     from anndata.io import read_elem
 

@@ -252,9 +252,10 @@ def test_help_is_lazy_and_explains_the_defaults():
     script = (
         "import sys, contextlib, io\n"
         "from cellrep.benchmark._cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
-        "    try: main(['benchmark', '--help'])\n"
-        "    except SystemExit: pass\n"
+        "for argv in (['--help'], ['annotate', '--help'], ['benchmark', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()) as text:\n"
+        "        try: main(argv)\n"
+        "        except SystemExit: pass\n"
         "heavy = [name for name in ('numba', 'anndata', 'scanpy', 'sklearn', 'cellrep.benchmark._methods') if name in sys.modules]\n"
         "print(heavy); print(text.getvalue())\n"
     )
