@@ -141,7 +141,7 @@ def bad_inputs(paths):
         "missing label column": (["--data", data, "--labels", "nope"], "has no obs column 'nope'"),
         "fewer than 2 classes of 2 cells": (
             ["--data", str(paths["one_class"])],
-            "1 class(es) with at least 2 cells",
+            "1 class(es) with at least 2 cells; the benchmark needs at least 2 (class sizes: common: ",
         ),
         "log data in X": (
             ["--data", str(paths["logged"])],
