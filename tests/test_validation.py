@@ -297,6 +297,17 @@ def test_counts_only_in_raw_are_pointed_to():
         cr.pp.pearson_residuals(adata)
 
 
+def test_log_data_warning_of_pearson_residuals_points_to_raw():
+    """Log data (non-negative, non-integer) only warns in pearson_residuals; the warning names adata.raw too."""
+    import cellrep as cr
+
+    adata = make_adata(synthetic_counts().astype(np.float32))
+    adata.raw = adata.copy()
+    cr.pp.log_normalize(adata)
+    with pytest.warns(UserWarning, match=r"non-integer values were found\. adata\.raw holds raw counts"):
+        cr.pp.pearson_residuals(adata)
+
+
 @pytest.mark.parametrize("matrix_format", ["dense", "csr"])
 def test_near_integer_counts_are_accepted_within_the_tolerance(matrix_format):
     import cellrep as cr

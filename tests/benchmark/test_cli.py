@@ -141,7 +141,7 @@ def bad_inputs(paths):
         "missing label column": (["--data", data, "--labels", "nope"], "has no obs column 'nope'"),
         "fewer than 2 classes of 2 cells": (
             ["--data", str(paths["one_class"])],
-            "1 class(es) with at least 2 cells",
+            "1 class(es) with at least 2 cells; the benchmark needs at least 2 (class sizes: common: ",
         ),
         "log data in X": (
             ["--data", str(paths["logged"])],
@@ -252,9 +252,10 @@ def test_help_is_lazy_and_explains_the_defaults():
     script = (
         "import sys, contextlib, io\n"
         "from cellrep.benchmark._cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
-        "    try: main(['benchmark', '--help'])\n"
-        "    except SystemExit: pass\n"
+        "for argv in (['--help'], ['annotate', '--help'], ['benchmark', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()) as text:\n"
+        "        try: main(argv)\n"
+        "        except SystemExit: pass\n"
         "heavy = [name for name in ('numba', 'anndata', 'scanpy', 'sklearn', 'cellrep.benchmark._methods') if name in sys.modules]\n"
         "print(heavy); print(text.getvalue())\n"
     )

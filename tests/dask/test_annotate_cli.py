@@ -53,3 +53,22 @@ def test_missing_reference_is_one_line_exit_2(files, capsys):
     assert status == 2
     assert error.startswith("cellrep annotate: error:")
     assert "Traceback" not in error
+
+
+@pytest.mark.parametrize("option", ["--reference", "--query"])
+@pytest.mark.parametrize("problem", ["missing", "not_anndata"])
+def test_unreadable_file_error_names_the_option_and_file(files, capsys, option, problem):
+    bad = files / "bad.h5ad"
+    if problem == "not_anndata":
+        bad.write_text("hello")
+    paths = {"--reference": str(files / "ref.h5ad"), "--query": str(files / "query.h5ad"), option: str(bad)}
+    status = main(
+        ["annotate", *[part for pair in paths.items() for part in pair], "--out", str(files / "l.csv")]
+    )
+    error = capsys.readouterr().err
+    assert status == 2
+    expected = "no such file" if problem == "missing" else "is not a readable AnnData"
+    assert error.startswith(f"cellrep annotate: error: {option} {bad}")
+    assert expected in error
+    assert error.count("\n") == 1
+    assert "Traceback" not in error

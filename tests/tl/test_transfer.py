@@ -338,3 +338,13 @@ def test_sctop_follows_the_same_overlap_rule():
         ):
             cr.tl.transfer_labels(ref, query, labels_key="cell_type", method=method)
         assert len(query.uns["cell_type_transfer"]["shared_genes"]) == 60
+
+
+@pytest.mark.parametrize("method", ["logreg", "centroid", "sctop"])
+def test_empty_query_is_a_clear_error(method):
+    """An empty query gets cellrep's own ValueError, not one from sklearn's LogisticRegression."""
+    ref = typed_counts(seed=0)
+    query = typed_counts(seed=1)[:0].copy()
+    with pytest.raises(ValueError, match="The query has no cells"):
+        cr.tl.transfer_labels(ref, query, labels_key="cell_type", method=method)
+    assert "cell_type_pred" not in query.obs

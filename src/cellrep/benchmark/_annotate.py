@@ -117,12 +117,22 @@ def annotate_command(args) -> int:
 
     from .. import read_lazy
     from ..tl import transfer_labels
+    from ._cli import InputError
+    from ._cli_checks import read_anndata
 
-    reference = ad.read_h5ad(args.reference)
-    if args.lazy:
-        query = read_lazy(args.query, chunk_size=args.chunk_size)
-    else:
-        query = ad.read_zarr(args.query) if args.query.is_dir() else ad.read_h5ad(args.query)
+    reference = read_anndata(args.reference, "--reference")
+    if not args.query.exists():
+        raise InputError(f"--query {args.query}: no such file")
+    try:
+        if args.lazy:
+            query = read_lazy(args.query, chunk_size=args.chunk_size)
+        else:
+            query = ad.read_zarr(args.query) if args.query.is_dir() else ad.read_h5ad(args.query)
+    except Exception as error:  # h5py, zarr and anndata raise many kinds for a file that is not AnnData
+        raise InputError(
+            f"--query {args.query} is not a readable AnnData .h5ad file or .zarr store "
+            f"({type(error).__name__}: {error})"
+        ) from error
     with dask_scheduler(args.scheduler) if args.lazy else _no_scheduler():
         transfer_labels(reference, query, labels_key=args.labels, method=args.method)
     key = args.labels

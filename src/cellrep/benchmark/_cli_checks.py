@@ -63,7 +63,7 @@ def check_labels_column(adata, labels_key: str, option: str) -> None:
     if len(usable) < MIN_CLASSES:
         raise InputError(
             f"{option} obs[{labels_key!r}] has {len(usable)} class(es) with at least {MIN_CELLS_PER_CLASS} cells; "
-            f"the benchmark needs at least {MIN_CLASSES} (class sizes: {dict(counts.head(5))})"
+            f"the benchmark needs at least {MIN_CLASSES} (class sizes: {', '.join(f'{name}: {size}' for name, size in counts.head(5).items())})"
         )
 
 

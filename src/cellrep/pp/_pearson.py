@@ -19,7 +19,7 @@ from .._array._pearson import (
     pearson_residual_matrix,
     pearson_residuals_matrix,
 )
-from .._validation import check_counts, check_matrix_type, get_matrix, store_params
+from .._validation import check_counts, check_matrix_type, get_matrix, raw_counts_hint, store_params
 from ._utils import check_copy_inplace, select_matrix, set_matrix
 
 UNS_KEY = "pearson_residuals_normalization"
@@ -31,7 +31,8 @@ def _check_pearson_counts(matrix, adata: AnnData | None = None) -> None:
     scan = check_counts(matrix, "the data", require_integer=False, adata=adata)
     if scan is not None and scan.n_non_integer:
         warnings.warn(
-            "pearson_residuals expects raw counts, but non-integer values were found.",
+            "pearson_residuals expects raw counts, but non-integer values were found."
+            + (raw_counts_hint(adata) if adata is not None else ""),
             UserWarning,
             stacklevel=4,
         )

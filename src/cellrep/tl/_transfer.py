@@ -243,6 +243,8 @@ def transfer_labels(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     if not 0 <= unknown_threshold <= 1:
         raise ValueError(f"unknown_threshold must be within [0, 1], got {unknown_threshold}.")
+    if query.n_obs == 0:
+        raise ValueError("The query has no cells (query.n_obs == 0): there is nothing to label.")
     usable = check_labels(ref, labels_key)
     labels = ref.obs[labels_key].astype(str).to_numpy()[usable]
     genes = None
