@@ -22,8 +22,9 @@ UNKNOWN = "unknown"
 DEFAULT_LINEAR_KWARGS = {"normalization": "log", "gene_selection": "hvg", "whiten": False, "max_value": 4.0}
 DEFAULT_STANDARDIZE = "reference"
 DEFAULT_C = 0.05
-# Confidence below which a cell is called "unknown" in the benchmark's novel-type task (chosen
-# by leave-one-dataset-out on that task, see benchmarks/run_accuracy.py --novel).
+# Confidence below which cellrep_default calls a cell "unknown" in the benchmark's novel-type
+# task. Not yet chosen by the held-out protocol (benchmarks/run_accuracy.py --novel; too few
+# datasets finished, see docs/benchmarks.md), so transfer_labels' own default stays 0.
 DEFAULT_UNKNOWN_THRESHOLD = 0.5
 LABEL_WARNINGS = r".*(have a missing|Classes with fewer than)"
 # The one gene-overlap rule of every transfer method (see `shared_genes`).
