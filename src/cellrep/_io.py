@@ -5,12 +5,10 @@ from __future__ import annotations
 from os import PathLike
 from pathlib import Path
 
-from anndata import AnnData
-
 DEFAULT_CHUNK_SIZE = 10_000
 
 
-def read_lazy(path: str | PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AnnData:
+def read_lazy(path: str | PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZE):
     """Open an ``.h5ad`` file or ``.zarr`` store with ``X`` and the layers left on disk.
 
     ``X`` and every layer become dask arrays (``anndata.experimental.read_elem_lazy``) of
@@ -38,6 +36,7 @@ def read_lazy(path: str | PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> 
     >>> cr.tl.transfer_labels(ref, query, labels_key="cell_type")
     >>> query.obs[["cell_type_pred", "cell_type_confidence"]].to_csv("labels.csv")
     """
+    from anndata import AnnData
     from anndata.experimental import read_elem_lazy
     from anndata.io import read_elem
 
