@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # anndata is imported on use, so that `cellrep --help` stays 
 DEFAULT_CHUNK_SIZE = 10_000
 
 
-def read_lazy(path: str | PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AnnData:
+def read_lazy(path: str | PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZE):
     """Open an ``.h5ad`` file or ``.zarr`` store with ``X`` and the layers left on disk.
 
     ``X`` and every layer become dask arrays (``anndata.experimental.read_elem_lazy``) of
