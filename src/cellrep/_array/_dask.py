@@ -35,7 +35,7 @@ from ._pearson import (
     pearson_residual_matrix,
     pearson_residuals_matrix,
 )
-from ._rank_probit import rank_probit_matrix
+from ._rank_probit import rank_probit_matrix, warn_constant_cells
 from ._scale import column_mean_std, scale_columns, scale_matrix
 from ._sctop import (
     add_group_fractions_float32,
@@ -185,7 +185,6 @@ def _rank_probit_block(block, *, l2_normalize, dtype):
 @rank_probit_matrix.register(da.Array)
 def _(matrix, *, l2_normalize=True, dtype=np.float32, n_threads=None) -> DaskRowBlocks:
     """Deltas (lazy, CSR chunks) and per-cell offsets (computed: ``obs`` needs them) of every chunk."""
-    import warnings
 
     dtype = np.dtype(dtype)
     meta = sparse.csr_matrix((0, 0), dtype=dtype)
@@ -210,14 +209,7 @@ def _(matrix, *, l2_normalize=True, dtype=np.float32, n_threads=None) -> DaskRow
     )
     offsets = offsets.compute()
     if l2_normalize:
-        n_empty = int(np.count_nonzero(offsets == 0))
-        if n_empty:
-            warnings.warn(
-                f"{n_empty} cells are constant (usually all zero); their rank-probit values are set to zero "
-                "(a constant vector has no unit-norm direction). Filter them with `sc.pp.filter_cells(adata, min_counts=1)`.",
-                UserWarning,
-                stacklevel=3,
-            )
+        warn_constant_cells(offsets, stacklevel=4)
     return offset_matrix(deltas, offsets)
 
 

@@ -25,6 +25,19 @@ def as_csr(matrix) -> sparse.csr_matrix:
     return sparse.csr_matrix(np.asarray(matrix))
 
 
+def warn_constant_cells(row_offsets: np.ndarray, *, stacklevel: int) -> None:
+    """Warn about cells whose unit-norm rank-probit offset is zero, that is constant cells."""
+    # a non-constant row always has a non-zero offset after normalization
+    n_empty = int(np.count_nonzero(row_offsets == 0))
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} cells are constant (usually all zero); their rank-probit values are set to zero "
+            "(a constant vector has no unit-norm direction). Filter them with `sc.pp.filter_cells(adata, min_counts=1)`.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
 @array_function
 def rank_probit_matrix(
     matrix, *, l2_normalize: bool = True, dtype=np.float32, n_threads: int | None = None
@@ -67,15 +80,7 @@ def rank_probit_matrix(
     else:
         row_offsets[:] = 0
     if l2_normalize:
-        # a non-constant row always has a non-zero offset after normalization
-        n_empty = int(np.count_nonzero(row_offsets == 0))
-        if n_empty:
-            warnings.warn(
-                f"{n_empty} cells are constant (usually all zero); their rank-probit values are set to zero "
-                "(a constant vector has no unit-norm direction). Filter them with `sc.pp.filter_cells(adata, min_counts=1)`.",
-                UserWarning,
-                stacklevel=3,
-            )
+        warn_constant_cells(row_offsets, stacklevel=4)
     indices, indptr = csr.indices, csr.indptr
     if sparse.issparse(matrix) and matrix.format == "csr":
         # own index arrays: an in-place change of the input (e.g. sort_indices) must not misalign the deltas
