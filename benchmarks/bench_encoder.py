@@ -32,20 +32,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _shared_data import shared_data_dir
+
 HERE = Path(__file__).resolve().parents[1]
 
 
-def _shared_data() -> Path:
-    """$CELLREP_SHARED_DATA, else the first ``shared/data`` folder above this checkout."""
-    if os.environ.get("CELLREP_SHARED_DATA"):
-        return Path(os.environ["CELLREP_SHARED_DATA"])
-    for folder in Path(__file__).resolve().parents:
-        if (folder / "shared" / "data").is_dir():
-            return folder / "shared" / "data"
-    return Path("shared") / "data"
-
-
-DATA = _shared_data() / "baron_human_subset.h5ad"
+DATA = shared_data_dir() / "baron_human_subset.h5ad"
 
 CONFIGS = {
     "defaults": {"model": {}, "train": {}, "plan": {}},

@@ -22,7 +22,6 @@ predictions. Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import warnings
 from pathlib import Path
@@ -31,20 +30,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
+from _shared_data import shared_data_dir
 from sklearn.metrics import f1_score
 
-
-def _shared_data() -> Path:
-    """$CELLREP_SHARED_DATA, else the first ``shared/data`` folder above this checkout."""
-    if os.environ.get("CELLREP_SHARED_DATA"):
-        return Path(os.environ["CELLREP_SHARED_DATA"])
-    for folder in Path(__file__).resolve().parents:
-        if (folder / "shared" / "data").is_dir():
-            return folder / "shared" / "data"
-    return Path("shared") / "data"
-
-
-DATA = _shared_data()
+DATA = shared_data_dir()
 METHODS = ["cellrep_default", "cellencoder_untrained", "cellencoder", "cellencoder_finetuned"]
 
 
