@@ -8,9 +8,8 @@ scheduler (``tcp://host:8786``, from dask-jobqueue or Kubernetes). A progress ba
 
 from __future__ import annotations
 
-import argparse
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 SCHEDULERS = ("threads", "processes")
@@ -26,69 +25,110 @@ def add_annotate_parser(commands) -> None:
             "them (prediction and confidence per cell) to a CSV. --lazy keeps the query on disk and "
             "reads it in chunks of cells with dask, so a query larger than memory can be annotated."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     annotate.add_argument("--reference", type=Path, required=True, help="labelled .h5ad with raw counts in X")
     annotate.add_argument("--query", type=Path, required=True, help=".h5ad or .zarr with raw counts in X")
-    annotate.add_argument("--labels", default="cell_type", help="obs column of the reference with the labels")
     annotate.add_argument(
-        "--method", default="logreg", choices=("logreg", "centroid", "sctop"), help="transfer method"
+        "--labels",
+        default="cell_type",
+        help="obs column of the reference with the labels (default: cell_type)",
     )
     annotate.add_argument(
-        "--out", type=Path, default=Path("labels.csv"), help="CSV with one row per query cell"
+        "--method",
+        default="logreg",
+        choices=("logreg", "centroid", "sctop"),
+        help="transfer method (default: logreg)",
+    )
+    annotate.add_argument(
+        "--out",
+        type=Path,
+        default=Path("labels.csv"),
+        help="CSV with one row per query cell (default: labels.csv)",
     )
     annotate.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     add_dask_arguments(annotate)
 
 
-def add_dask_arguments(parser) -> None:
-    """``--lazy``, ``--chunk-size`` and ``--scheduler``, shared by the commands that read a query."""
+def add_dask_arguments(parser, *, what: str = "the query") -> None:
+    """``--lazy``, ``--chunk-size`` and ``--scheduler``, shared by the commands that read counts from disk."""
     from .._io import DEFAULT_CHUNK_SIZE
 
-    parser.add_argument("--lazy", action="store_true", help="read the query from disk in chunks (dask)")
     parser.add_argument(
-        "--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="cells per chunk with --lazy"
+        "--lazy",
+        action="store_true",
+        help=f"read {what} from disk in chunks of cells with dask (.h5ad or .zarr) instead of loading it into memory",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        metavar="CELLS",
+        help=f"cells per chunk with --lazy (default: {DEFAULT_CHUNK_SIZE})",
     )
     parser.add_argument(
         "--scheduler",
-        default="threads",
-        help="with --lazy: 'threads', 'processes' (a local dask.distributed cluster) or a scheduler address",
+        help="with --lazy: 'threads' (default), 'processes' (a local dask.distributed cluster) or the "
+        "address of a running dask scheduler (tcp://host:8786)",
     )
 
 
+def resolve_dask_arguments(args) -> None:
+    """Fill the dask defaults and check them; ``--chunk-size`` / ``--scheduler`` without ``--lazy`` are errors."""
+    from .._io import DEFAULT_CHUNK_SIZE
+    from ._cli import InputError
+
+    if not args.lazy:
+        given = [
+            option
+            for option, value in (("--chunk-size", args.chunk_size), ("--scheduler", args.scheduler))
+            if value is not None
+        ]
+        if given:
+            raise InputError(f"{' and '.join(given)} only apply with --lazy; add --lazy or drop them")
+        return
+    args.chunk_size = DEFAULT_CHUNK_SIZE if args.chunk_size is None else args.chunk_size
+    args.scheduler = args.scheduler or "threads"
+    if args.chunk_size < 1:
+        raise InputError(f"--chunk-size must be a positive number of cells, got {args.chunk_size}")
+    if args.scheduler not in SCHEDULERS and "://" not in args.scheduler and ":" not in args.scheduler:
+        raise InputError(
+            f"--scheduler must be one of {', '.join(SCHEDULERS)} or a scheduler address (tcp://host:8786), "
+            f"got {args.scheduler!r}"
+        )
+
+
 @contextmanager
-def dask_scheduler(spec: str):
-    """Run the dask computations of the block on ``spec`` with a progress bar over the chunks."""
+def dask_scheduler(spec: str, *, progress: bool = True, minimum_seconds: float = 0.0):
+    """Run the dask computations of the block on ``spec`` with a progress report over the chunks.
+
+    ``threads`` shows dask's progress bar for every computation longer than ``minimum_seconds``;
+    on a distributed scheduler the number of tasks in flight is printed every few seconds.
+    """
     import dask
 
     if spec == "threads":
         from dask.diagnostics import ProgressBar
 
-        with dask.config.set(scheduler="threads"), ProgressBar(dt=1.0, out=sys.stderr):
-            yield
+        with dask.config.set(scheduler="threads"):
+            if not progress:
+                yield
+                return
+            with ProgressBar(minimum=minimum_seconds, dt=1.0, out=sys.stderr):
+                yield
         return
     from distributed import Client, LocalCluster
 
-    with (
-        (
-            LocalCluster(threads_per_worker=1, dashboard_address=None)
-            if spec == "processes"
-            else _address(spec)
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    cluster = LocalCluster(threads_per_worker=1, dashboard_address=None) if spec == "processes" else None
+    with Client(cluster or spec) as client:
         print(f"dask: {client}", file=sys.stderr)
-        with _distributed_progress(client):
-            yield
-
-
-@contextmanager
-def _address(spec: str):
-    if "://" not in spec and ":" not in spec:
-        raise ValueError(
-            f"--scheduler must be one of {SCHEDULERS} or a scheduler address (tcp://host:8786), got {spec!r}."
-        )
-    yield spec
+        try:
+            if progress:
+                with _distributed_progress(client):
+                    yield
+            else:
+                yield
+        finally:
+            if cluster is not None:
+                cluster.close()
 
 
 @contextmanager
@@ -120,6 +160,7 @@ def annotate_command(args) -> int:
     from ._cli import InputError
     from ._cli_checks import read_anndata
 
+    resolve_dask_arguments(args)
     reference = read_anndata(args.reference, "--reference")
     if not args.query.exists():
         raise InputError(f"--query {args.query}: no such file")
@@ -133,15 +174,10 @@ def annotate_command(args) -> int:
             f"--query {args.query} is not a readable AnnData .h5ad file or .zarr store "
             f"({type(error).__name__}: {error})"
         ) from error
-    with dask_scheduler(args.scheduler) if args.lazy else _no_scheduler():
+    with dask_scheduler(args.scheduler) if args.lazy else nullcontext():
         transfer_labels(reference, query, labels_key=args.labels, method=args.method)
     key = args.labels
     columns = [f"{key}_pred", f"{key}_confidence"]
     query.obs[columns].to_csv(args.out)
     print(f"wrote {args.out} ({query.n_obs} cells)")
     return 0
-
-
-@contextmanager
-def _no_scheduler():
-    yield

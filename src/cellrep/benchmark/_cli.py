@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--data",
         type=Path,
-        help="labelled .h5ad with raw counts in X or --layer (default: the embedded dataset)",
+        help="labelled .h5ad (or .zarr store with --lazy) with raw counts in X or --layer (default: the embedded dataset)",
     )
     bench.add_argument(
         "--labels",
@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="CPU minutes of CellEncoder pretraining per split (methods cellencoder*; default: 1.0)",
     )
-    from ._annotate import add_annotate_parser
+    from ._annotate import add_annotate_parser, add_dask_arguments
 
+    add_dask_arguments(bench, what="--data and --query")
     add_annotate_parser(commands)
     return parser
 
@@ -142,8 +143,10 @@ def list_methods() -> str:
 
 def resolve_arguments(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the defaults that need the harness (methods, tasks) and reject unknown names."""
+    from ._annotate import resolve_dask_arguments
     from ._methods import DEFAULT_METHODS, METHODS
 
+    resolve_dask_arguments(args)
     if args.methods is None:
         args.methods = list(DEFAULT_METHODS)
     unknown = [name for name in args.methods if name not in METHODS and name != "all"]
@@ -180,8 +183,15 @@ def benchmark_command(args) -> int:
     first_run = not _kernels_cached()  # before the input checks run (and cache) the first kernel
     inputs = load_inputs(args)
     from ._encoder_methods import set_encoder_minutes
+    from ._methods import resolve_methods
     from ._report import results_table, write_outputs
     from ._run import run_benchmark
+
+    methods = resolve_methods(args.methods)
+    if args.lazy:
+        from ._lazy import lazy_methods
+
+        methods = lazy_methods(methods, inputs)
 
     set_encoder_minutes(0.05)  # the warm-up only needs the encoder code paths, not a pretraining
     options = {
@@ -192,28 +202,39 @@ def benchmark_command(args) -> int:
         "orthologs": args.orthologs,
         "batch_key": args.batch_key,
     }
-    _warm_up(inputs, args, first_run=first_run)
-    set_encoder_minutes(args.encoder_minutes)
-    results = run_benchmark(
-        inputs.data,
-        inputs.labels_key,
-        methods=args.methods,
-        seeds=args.seeds,
-        progress=not args.no_progress,
-        **options,
-    )
+    with _scheduler(args):
+        _warm_up(inputs, methods, args, first_run=first_run)
+        set_encoder_minutes(args.encoder_minutes)
+        results = run_benchmark(
+            inputs.data,
+            inputs.labels_key,
+            methods=methods,
+            seeds=args.seeds,
+            progress=not args.no_progress,
+            **options,
+        )
     print(results_table(results))
     paths = write_outputs(results, args.out)
     print("\nwrote " + ", ".join(str(path) for path in paths.values()))
     return _report_failures(results)
 
 
-def _warm_up(inputs, args, *, first_run: bool) -> None:
+def _scheduler(args):
+    """The dask scheduler of ``--lazy`` (a progress bar for every computation over a second), else nothing."""
+    from contextlib import nullcontext
+
+    if not args.lazy:
+        return nullcontext()
+    from ._annotate import dask_scheduler
+
+    return dask_scheduler(args.scheduler, progress=not args.no_progress, minimum_seconds=1.0)
+
+
+def _warm_up(inputs, methods, args, *, first_run: bool) -> None:
     """Fit and predict every method once on a few cells, so numba compiles (first run only) outside the timed fits."""
     from tqdm.auto import tqdm
 
     from ._cli_checks import small_subset
-    from ._methods import resolve_methods
     from ._run import evaluate
     from ._tasks import make_splits
 
@@ -222,7 +243,7 @@ def _warm_up(inputs, args, *, first_run: bool) -> None:
         return
     split = make_splits(subset, inputs.labels_key, tasks=["within"], dataset="warm-up", seeds=[0])[0]
     # the slow learned models compile nothing with numba; warming them up would only double their cost
-    methods = [method for method in resolve_methods(args.methods) if not method.slow]
+    methods = [method for method in methods if not method.slow]
     description = "compiling numba kernels (first run only)" if first_run else "warm-up"
     with tqdm(methods, desc=description, unit="method", disable=args.no_progress) as bar:
         for method in bar:

@@ -68,8 +68,9 @@ def check_labels_column(adata, labels_key: str, option: str) -> None:
 
 
 def use_counts_layer(adata, layer: str | None, option: str, *, required: bool = True) -> None:
-    """Put the raw counts (X or ``layer``) in X, and check that they are raw counts."""
-    from .._validation import check_counts, get_matrix
+    """Put the raw counts (X or ``layer``) in X, and check that they are raw counts (lazily read: the first chunk)."""
+    from .._validation import check_counts, check_matrix_type, get_matrix
+    from ._lazy import first_chunk
 
     if layer is not None:
         if layer in adata.layers:
@@ -79,7 +80,11 @@ def use_counts_layer(adata, layer: str | None, option: str, *, required: bool = 
             raise InputError(f"{option} has no layer {layer!r} (layers: {available}); fix --layer")
     where = "X" if layer is None or layer not in adata.layers else f"layer {layer!r}"
     try:
-        check_counts(get_matrix(adata), f"{option} {where}")
+        check_matrix_type(get_matrix(adata))
+    except TypeError as error:
+        raise InputError(f"{option} {where}: {error}") from error
+    try:
+        check_counts(first_chunk(get_matrix(adata)), f"{option} {where}")
     except (ValueError, TypeError) as error:
         available = ", ".join(adata.layers.keys()) or "none"
         first_sentence = str(error).split(". ")[0]
@@ -137,18 +142,25 @@ def check_tasks(args, data, query) -> None:
 
 def load_inputs(args) -> Inputs:
     """Read and check every input; raise InputError on the first problem."""
+    from ._lazy import read_lazy_input
+
+    lazy = getattr(args, "lazy", False)
+
+    def read(path, option, first_row=0):
+        if lazy:
+            return read_lazy_input(path, option, args.chunk_size, first_row=first_row)
+        return read_anndata(path, option)
+
     if args.data is None:
+        if lazy:
+            raise InputError("--lazy reads --data from disk; pass --data (an .h5ad file or .zarr store)")
         from ..datasets import pbmc68k_reduced_counts
 
         data, labels_key, name = pbmc68k_reduced_counts(), args.labels or EMBEDDED_LABELS, "pbmc68k_reduced"
     else:
-        data, labels_key, name = (
-            read_anndata(args.data, "--data"),
-            args.labels or DEFAULT_LABELS,
-            args.data.stem,
-        )
+        data, labels_key, name = read(args.data, "--data"), args.labels or DEFAULT_LABELS, args.data.stem
     args.labels_key_resolved = labels_key
-    query = None if args.query is None else read_anndata(args.query, "--query")
+    query = None if args.query is None else read(args.query, "--query", first_row=data.n_obs)
     check_labels_column(data, labels_key, "--data")
     use_counts_layer(data, args.layer, "--data")
     if query is not None:
