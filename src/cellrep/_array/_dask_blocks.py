@@ -17,7 +17,7 @@ and the recipe that rebuilds the in-memory matrix of a block.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 
 import dask.array as da
@@ -183,3 +183,52 @@ def map_row_blocks(func: Callable, matrix, n_columns: int, dtype, **shared) -> d
         for block, rows in as_row_blocks(matrix).blocks()
     ]
     return da.concatenate(pieces, axis=0)
+
+
+#: share of the workers' memory (or, without a distributed client, of this machine's available
+#: memory) that a matrix read several times may take when it is held in memory
+PERSIST_MEMORY_FRACTION = 0.25
+
+
+def memory_budget() -> float:
+    """Bytes that a persisted matrix may take: ``PERSIST_MEMORY_FRACTION`` of the memory its chunks would use."""
+    import psutil
+
+    try:
+        from distributed import get_client
+
+        workers = get_client().scheduler_info(n_workers=-1)["workers"].values()
+        limits = [worker.get("memory_limit") or 0 for worker in workers]
+        if limits and all(limits):
+            return PERSIST_MEMORY_FRACTION * sum(limits)
+    except (ImportError, ValueError, TypeError):  # no distributed client: the threads of this process
+        pass
+    return PERSIST_MEMORY_FRACTION * psutil.virtual_memory().available
+
+
+def estimated_nbytes(array: da.Array) -> float:
+    """Bytes of ``array`` in memory; CSR chunks are estimated from the first chunk (one chunk is read)."""
+    if not sparse.issparse(array._meta):
+        return float(array.size * array.dtype.itemsize)
+    first = array.blocks[0].compute()
+    per_row = (first.nnz * (first.dtype.itemsize + first.indices.dtype.itemsize)) / max(first.shape[0], 1)
+    return per_row * array.shape[0] + 8.0 * array.shape[0]
+
+
+def persisted_if_fits(matrix):
+    """``matrix`` (a dask array or :class:`DaskRowBlocks`) computed once and held in memory, if it fits.
+
+    A matrix that several passes read (the column statistics, every step of the PCA, the scores)
+    would otherwise be read from its source and recomputed on every pass. Held on the workers of
+    a distributed client, or in this process under the threaded scheduler. A matrix larger than
+    :func:`memory_budget` is returned as it is (every pass then reads the source again).
+    """
+    array = matrix.array if isinstance(matrix, DaskRowBlocks) else matrix
+    if estimated_nbytes(array) > memory_budget():
+        return matrix
+    if not isinstance(matrix, DaskRowBlocks):
+        return matrix.persist()
+    if matrix.row_values is None:
+        return replace(matrix, array=array.persist())
+    array, row_values = dask.persist(array, matrix.row_values)
+    return replace(matrix, array=array, row_values=row_values)

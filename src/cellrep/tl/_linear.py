@@ -20,6 +20,7 @@ from ._linear_steps import (
     gene_fractions,
     log_values,
     normalized_genes,
+    reusable,
     select_gene_positions,
     standardized_product,
 )
@@ -143,14 +144,18 @@ def linear_embedding(
     positions = select_gene_positions(log_matrix, codes, n_genes)
     clip = float(np.sqrt(ref.n_obs))
     fractions = gene_fractions(counts)[positions] if normalization == "pearson" else None
-    values = normalized_genes(
-        counts, normalization, positions, fractions=fractions, clip=clip, log_matrix=log_matrix
+    # read by the statistics, every PCA pass and the scores: a lazy matrix is computed once;
+    # the scores too (the whitening and the embedding read them), which frees the values after
+    values = reusable(
+        normalized_genes(
+            counts, normalization, positions, fractions=fractions, clip=clip, log_matrix=log_matrix
+        )
     )
     del log_matrix
     means, scales = column_statistics(values)
     n_comps = int(min(n_comps, positions.size, ref.n_obs - 1))
     components = _principal_axes(values, means, scales, n_comps, max_value, random_state)
-    scores = standardized_product(values, means, scales, components, max_value=max_value)
+    scores = reusable(standardized_product(values, means, scales, components, max_value=max_value))
     component_scales = np.asarray(scores.std(axis=0, ddof=1)) if whiten else np.ones(n_comps)
     component_scales[component_scales == 0] = 1.0
     ref.obsm[key_added] = (scores / component_scales).astype(np.float32)

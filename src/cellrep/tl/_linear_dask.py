@@ -10,12 +10,13 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 
-from .._array._dask_blocks import DaskRowBlocks, map_row_blocks
+from .._array._dask_blocks import DaskRowBlocks, map_row_blocks, persisted_if_fits
 from ._linear_steps import (
     _select_columns,
     as_float_matrix,
     clipped_matrix,
     pearson_block,
+    reusable,
     standardized_product,
 )
 
@@ -72,3 +73,9 @@ def _(values, means, scales, max_value):
         scales=scales,
         max_value=max_value,
     )
+
+
+@reusable.register(da.Array)
+@reusable.register(DaskRowBlocks)
+def _(values):
+    return persisted_if_fits(values)

@@ -136,6 +136,17 @@ def _select_columns(values, columns: np.ndarray):
     return np.asarray(values)[:, columns]
 
 
+@array_function
+def reusable(values):
+    """``values`` ready to be read by several passes; in memory: ``values`` itself.
+
+    A lazy (dask) matrix is computed once and held in memory when it fits
+    (:func:`cellrep._array._dask_blocks.persisted_if_fits`), so that the column statistics, the
+    PCA and the scores do not each read and normalize the counts again.
+    """
+    return values
+
+
 class _ExpandedColumns:
     """A matrix whose columns ``positions`` are ``values`` and whose other columns are missing (0)."""
 
