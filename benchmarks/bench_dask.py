@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_dask.py N_CELLS [--n-genes 20000] [--nnz-per-cell 500] [--groups 20]
         [--chunk-size 10000] [--n-top 2000] [--n-comps 50] [--scheduler ADDRESS]
         [--workers 2] [--memory-limit 3GB] [--path DIR] [--subset 100000] [--skip-scanpy]
+        [--skip-transfer] [--transfer-without-persist] [--order cellrep,scanpy] [--cold]
 
 1. Writes a synthetic count matrix (``synthetic_counts.py``: ``--groups`` cell types with their
    own marker genes, ``--nnz-per-cell`` reads per cell, float32 CSR) to a zarr store, chunk by
@@ -21,9 +22,15 @@ Usage::
    - scanpy: ``normalize_total`` → ``log1p`` → ``highly_variable_genes(flavor='seurat')`` → the
      same persist → ``pp.pca(svd_solver='covariance_eigh')`` with the scores computed.
 
+   Before each pipeline the workers are restarted and warmed up on 2000 cells (imports and numba
+   caches, as the CLI does before its timed fits; ``--cold`` times them cold). ``--order`` runs
+   the pipelines several times (``cellrep,scanpy,scanpy,cellrep`` evens out a changing load).
+
 4. First compares the PCA variances of the dask run with the in-memory ``cr.tl.pca`` on the
    first ``--subset`` cells; then prints the wall time of every step, the end-to-end ratio (the
-   steps both run) and the peak resident memory of every worker (sampled every 0.2 s).
+   steps both run) and the peak resident memory of every worker (sampled every 0.2 s). For every
+   step it also prints the chunks read from the store (in passes over the file) and the workers'
+   seconds spent reading (decompressing) vs computing.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import platform
 import threading
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +80,88 @@ class PeakWorkerMemory:
         self._thread.join()
 
 
+def install_read_counter() -> None:
+    """In a worker: count and time anndata's reads of one chunk of a lazily read matrix.
+
+    dask fuses the read into the task that uses the chunk (``normalize_block``, ...), so the
+    task stream cannot tell reading from computing; this wrapper can.
+    """
+    from anndata._io.specs import lazy_methods
+
+    read_chunk = getattr(lazy_methods.make_dask_chunk, "__wrapped__", lazy_methods.make_dask_chunk)
+    # kept in the worker's module (functions of this script are sent by value, with their globals)
+    counter = lazy_methods.bench_dask_reads = [0, 0.0]
+
+    def counted(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return read_chunk(*args, **kwargs)
+        finally:
+            counter[0] += 1
+            counter[1] += time.perf_counter() - start
+
+    counted.__wrapped__ = read_chunk
+    lazy_methods.make_dask_chunk = counted
+
+
+def _read_counter() -> tuple[int, float]:
+    from anndata._io.specs import lazy_methods
+
+    return tuple(getattr(lazy_methods, "bench_dask_reads", (0, 0.0)))
+
+
+def _reads(client) -> tuple[int, float]:
+    counters = client.run(_read_counter).values()
+    return sum(count for count, _ in counters), sum(seconds for _, seconds in counters)
+
+
+def _compute_seconds(tasks: list[dict]) -> float:
+    return sum(
+        part["stop"] - part["start"]
+        for task in tasks
+        for part in task["startstops"]
+        if part["action"] == "compute"
+    )
+
+
+CELLREP_PIPELINE = (
+    "log_normalize (lazy)",
+    "select_genes(hvg, seurat)",
+    "persist selected genes",
+    "pca (krylov) + scores",
+)
+SCANPY_PIPELINE = (
+    "normalize_total + log1p (lazy)",
+    "highly_variable_genes(seurat)",
+    "persist selected genes",
+    "pca (covariance_eigh) + scores",
+)
+N_CHUNKS = {"file": None}  # chunks of the whole file, set by main()
+QUIET = {"on": False}  # during the warm-up
+WARM_UP_CELLS = 2000
+
+
 def timed(times: dict, name: str, func):
+    """Run ``func``; print its wall time, the chunks read (passes over the file) and the workers' time reading vs computing."""
+    from distributed import get_client, get_task_stream
+
+    client = get_client()
+    reads_before, read_seconds_before = _reads(client)
     start = time.perf_counter()
-    result = func()
+    with get_task_stream() as stream:
+        result = func()
     times[name] = time.perf_counter() - start
-    print(f"  {name:<38} {times[name]:8.1f} s", flush=True)
+    reads_after, read_seconds_after = _reads(client)
+    reads, read_seconds = reads_after - reads_before, read_seconds_after - read_seconds_before
+    compute = _compute_seconds(stream.data) - read_seconds
+    passes = reads / N_CHUNKS["file"] if N_CHUNKS["file"] else float("nan")
+    if QUIET["on"]:
+        return result
+    print(
+        f"  {name:<38} {times[name]:8.1f} s | {reads:4d} chunk reads ({passes:4.1f} × the file), "
+        f"workers: read {read_seconds:6.1f} s, compute {compute:6.1f} s",
+        flush=True,
+    )
     return result
 
 
@@ -122,11 +207,21 @@ def _computed_scores(adata, key="X_pca"):
     return adata
 
 
-def run_cellrep(path: Path, args, client) -> tuple[dict, np.ndarray]:
+def _lazy(path: Path, args, warm_up: bool):
+    """The counts read lazily; for the warm-up the first ``WARM_UP_CELLS`` cells in two chunks."""
     import cellrep as cr
 
+    if not warm_up:
+        return cr.read_lazy(path, chunk_size=args.chunk_size)
+    return cr.read_lazy(path, chunk_size=WARM_UP_CELLS // 2)[:WARM_UP_CELLS].copy()
+
+
+def run_cellrep(path: Path, args, client, warm_up: bool = False) -> tuple[dict, np.ndarray]:
+    import cellrep as cr
+    from cellrep._array import _dask_blocks as blocks
+
     times = {}
-    adata = cr.read_lazy(path, chunk_size=args.chunk_size)
+    adata = _lazy(path, args, warm_up)
     timed(times, "log_normalize (lazy)", lambda: cr.pp.log_normalize(adata))
     timed(
         times,
@@ -149,28 +244,31 @@ def run_cellrep(path: Path, args, client) -> tuple[dict, np.ndarray]:
     selected.X = None  # free the persisted genes on the workers
     if args.skip_transfer:
         return times, variance
-    counts = cr.read_lazy(path, chunk_size=args.chunk_size)
-    half = counts.n_obs // 2
-    ref, query = counts[:half].copy(), counts[half:].copy()
-    timed(
-        times,
-        "transfer_labels (2nd half from 1st)",
-        lambda: cr.tl.transfer_labels(ref, query, labels_key="group"),
-    )
-    accuracy = float(
-        np.mean(query.obs["group_pred"].astype(str).to_numpy() == query.obs["group"].astype(str).to_numpy())
-    )
-    print(f"  transfer accuracy on the held-out half: {accuracy:.4f}")
+    variants = [("transfer_labels (2nd half from 1st)", blocks.PERSIST_MEMORY_FRACTION)]
+    if args.transfer_without_persist:  # the reference read again by every pass, as before it was persisted
+        variants.insert(0, ("transfer_labels, reference not persisted", 0.0))
+    default_fraction = blocks.PERSIST_MEMORY_FRACTION
+    for name, fraction in variants:
+        counts = _lazy(path, args, warm_up)
+        half = counts.n_obs // 2
+        ref, query = counts[:half].copy(), counts[half:].copy()
+        blocks.PERSIST_MEMORY_FRACTION = fraction
+        try:
+            timed(times, name, partial(cr.tl.transfer_labels, ref, query, labels_key="group"))
+        finally:
+            blocks.PERSIST_MEMORY_FRACTION = default_fraction
+        truth = query.obs["group"].astype(str).to_numpy()
+        accuracy = float(np.mean(query.obs["group_pred"].astype(str).to_numpy() == truth))
+        if not QUIET["on"]:
+            print(f"  transfer accuracy on the held-out half: {accuracy:.4f}")
     return times, variance
 
 
-def run_scanpy(path: Path, args, client) -> dict:
+def run_scanpy(path: Path, args, client, warm_up: bool = False) -> dict:
     import scanpy as sc
 
-    import cellrep as cr
-
     times = {}
-    adata = cr.read_lazy(path, chunk_size=args.chunk_size)
+    adata = _lazy(path, args, warm_up)
     timed(
         times,
         "normalize_total + log1p (lazy)",
@@ -235,6 +333,22 @@ def main() -> None:
     parser.add_argument(
         "--skip-transfer", action="store_true", help="leave out cellrep's transfer_labels step"
     )
+    parser.add_argument(
+        "--order",
+        default="cellrep,scanpy",
+        help="pipelines in the order they run, e.g. cellrep,scanpy,scanpy,cellrep (the ratio uses the mean "
+        "of each; cellrep's transfer runs once)",
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="time the pipelines on cold workers (no warm-up: imports and numba caches are loaded in the first step)",
+    )
+    parser.add_argument(
+        "--transfer-without-persist",
+        action="store_true",
+        help="also run transfer_labels with nothing persisted (every pass reads the reference again)",
+    )
     args = parser.parse_args()
 
     from distributed import Client, LocalCluster
@@ -255,6 +369,7 @@ def main() -> None:
         client = Client(cluster)
     print(f"cluster: {client}")
     args.subset = min(args.subset, args.n_cells)
+    N_CHUNKS["file"] = -(-args.n_cells // args.chunk_size)
     if args.subset > 0:
         expected, lazy = in_memory_variances(store, args)
         print(
@@ -263,33 +378,39 @@ def main() -> None:
             flush=True,
         )
     warnings.filterwarnings("ignore", category=UserWarning)
-    results = {}
-    for name, runner in (("cellrep", run_cellrep), ("scanpy", run_scanpy)):
-        if (name == "scanpy" and args.skip_scanpy) or (name == "cellrep" and args.skip_cellrep):
-            continue
+    runners = {"cellrep": run_cellrep, "scanpy": run_scanpy}
+    order = [name for name in args.order.split(",") if not getattr(args, f"skip_{name}")]
+    transfer_done = False
+    totals: dict[str, list[float]] = {"cellrep": [], "scanpy": []}
+    for name in order:
         print(f"{name}:", flush=True)
         client.restart()
+        client.run(install_read_counter)
+        skip_transfer = args.skip_transfer
+        args.skip_transfer = skip_transfer or transfer_done  # the transfer runs once
+        if not args.cold:  # imports and numba caches loaded in every worker, outside the timed steps
+            start, QUIET["on"] = time.perf_counter(), True
+            runners[name](store, args, client, warm_up=True)
+            QUIET["on"] = False
+            print(
+                f"  warm-up on {WARM_UP_CELLS} cells (imports, numba caches): {time.perf_counter() - start:.1f} s"
+            )
         with PeakWorkerMemory(client) as memory:
-            output = runner(store, args, client)
+            output = runners[name](store, args, client)
+        transfer_done = transfer_done or name == "cellrep"
+        args.skip_transfer = skip_transfer
         times = output[0] if name == "cellrep" else output
         peak = max(memory.peaks.values()) / 2**30 if memory.peaks else float("nan")
         print(f"  peak worker memory {peak:.2f} GiB (limit {args.memory_limit})")
-        results[name] = (times, peak)
+        steps = CELLREP_PIPELINE if name == "cellrep" else SCANPY_PIPELINE
+        totals[name].append(sum(times[key] for key in steps))
+        print(f"  end to end ({', '.join(steps)}): {totals[name][-1]:.1f} s", flush=True)
 
-    common = ("normalize", "hvg", "persist", "pca")
-    if "scanpy" in results and "cellrep" in results:
-        cellrep_total = sum(
-            results["cellrep"][0][key]
-            for key in (
-                "log_normalize (lazy)",
-                "select_genes(hvg, seurat)",
-                "persist selected genes",
-                "pca (krylov) + scores",
-            )
-        )
-        scanpy_total = sum(results["scanpy"][0].values())
+    if totals["cellrep"] and totals["scanpy"]:
+        cellrep_total, scanpy_total = np.mean(totals["cellrep"]), np.mean(totals["scanpy"])
         print(
-            f"end to end ({', '.join(common)}): cellrep {cellrep_total:.1f} s, scanpy {scanpy_total:.1f} s, "
+            f"end to end (normalize, hvg, persist, pca; mean of {len(totals['cellrep'])} / "
+            f"{len(totals['scanpy'])} runs): cellrep {cellrep_total:.1f} s, scanpy {scanpy_total:.1f} s, "
             f"ratio scanpy / cellrep = {scanpy_total / cellrep_total:.2f}"
         )
     client.close()
