@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/profile_dask_steps.py STORE [--chunk-size 10000] [--chunks 3] [--repeats 5]
+    python benchmarks/profile_dask_steps.py STORE [--chunk-size 10000] [--chunks 3] [--repeats 5] [--codecs]
 
 ``STORE`` is a zarr store written by ``bench_dask.py``. On the first ``--chunks`` chunks of
 cells, each step runs on the synchronous scheduler (one thread, no distributed overhead) and
@@ -15,6 +15,7 @@ as little as possible. Steps, per chunk:
 - the persist pass: read, normalize + log, the selected genes.
 
 Prints seconds per chunk and, after the read is subtracted, the computing time of each side.
+``--codecs`` first rewrites the first two chunks with other zarr codecs and times reading a chunk.
 """
 
 from __future__ import annotations
@@ -35,6 +36,40 @@ def best_of(repeats: int, func) -> float:
     return min(times)
 
 
+def compare_codecs(store: str, chunk_size: int, repeats: int) -> None:
+    """Size on disk and read time of one chunk of cells with anndata's default codec and others."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import zarr
+    from anndata.experimental import write_elem
+    from numcodecs import Blosc, Zstd
+
+    import cellrep as cr
+
+    source = cr.read_lazy(store, chunk_size=chunk_size)
+    counts = source.X[: 2 * chunk_size].compute()
+    codecs = {
+        "default (blosc lz4, shuffle)": {},
+        "uncompressed": {"compressor": None},
+        "zstd level 1": {"compressor": Zstd(1)},
+        "blosc lz4, no shuffle": {"compressor": Blosc("lz4", 1, Blosc.NOSHUFFLE)},
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        for name, options in codecs.items():
+            path = Path(folder) / "codec.zarr"
+            shutil.rmtree(path, ignore_errors=True)
+            group = zarr.open_group(str(path), mode="w", zarr_format=2)
+            write_elem(group, "X", counts, dataset_kwargs=options)
+            write_elem(group, "obs", source.obs.iloc[: 2 * chunk_size])
+            write_elem(group, "var", source.var)
+            size = sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+            lazy = cr.read_lazy(path, chunk_size=chunk_size)
+            seconds = best_of(repeats, lambda lazy=lazy: lazy.X.blocks[1].compute(scheduler="synchronous"))
+            print(f"  {name:<30} {size / 1e6:6.0f} MB on disk, read one chunk {seconds:.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -44,8 +79,12 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--n-top", type=int, default=2000)
+    parser.add_argument("--codecs", action="store_true", help="also time reading with other zarr codecs")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.codecs:
+        print(f"codecs, the first {2 * args.chunk_size} cells rewritten:")
+        compare_codecs(args.store, args.chunk_size, args.repeats)
 
     import scanpy as sc
 
