@@ -281,19 +281,41 @@ class CellEncoderTrainingPlan(TrainingPlan):
             return losses, None
         return losses, [weight * g[rows] for g, rows in zip(gradients, own_rows, strict=True)]
 
+    def _full_batch_gradients(self, batch, backward) -> dict:
+        """One pass with a graph; under DDP the per-cell terms are this rank's share of the global mean."""
+        terms = self.module.local_terms(batch, self.objectives)
+        device = batch["X"].device
+        totals = {key: terms[key] for key in ("mlm_sum", "supervised_sum")}
+        totals |= {key: global_sum(terms[key], device) for key in ("mlm_count", "supervised_count")}
+        losses = self._losses(terms["embeddings"], totals)
+        if not distributed():
+            backward(losses["loss"])
+            return {key: torch.as_tensor(value).detach() for key, value in losses.items()}
+        # DDP averages the ranks' gradients: all_gather's backward already sums the contrastive
+        # gradient over ranks, the local shares are scaled up to match
+        objectives = self.objectives
+        local = (
+            objectives.mlm_weight * losses["mlm_loss"]
+            + objectives.supervised_weight * losses["supervised_loss"]
+        )
+        backward(losses["loss"] + (dist.get_world_size() - 1) * local)
+        shares = {key: global_sum(losses[key].detach(), device) for key in ("mlm_loss", "supervised_loss")}
+        global_local = (
+            objectives.mlm_weight * shares["mlm_loss"]
+            + objectives.supervised_weight * shares["supervised_loss"]
+        )
+        losses = {key: torch.as_tensor(value).detach() for key, value in losses.items()}
+        losses["loss"] = losses["loss"] - local.detach() + global_local
+        losses["mlm_loss"], losses["supervised_loss"] = (torch.as_tensor(shares[k]) for k in shares)
+        return losses
+
     def compute_gradients(
         self, batch: dict[str, torch.Tensor], backward: Callable[[torch.Tensor], None]
     ) -> dict:
         """Accumulate the full-batch gradient into ``.grad``; return the detached losses."""
         chunk_size = self.effective_chunk_size(batch["X"].shape[0])
         if chunk_size is None:
-            terms = self.module.local_terms(batch, self.objectives)
-            totals = {
-                key: terms[key] for key in ("mlm_sum", "mlm_count", "supervised_sum", "supervised_count")
-            }
-            losses = self._losses(terms["embeddings"], totals)
-            backward(losses["loss"])
-            return {key: torch.as_tensor(value).detach() for key, value in losses.items()}
+            return self._full_batch_gradients(batch, backward)
 
         chunks = split_batch(batch, chunk_size)
         device = batch["X"].device
@@ -372,7 +394,7 @@ class CellEncoderTrainingPlan(TrainingPlan):
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.gradient_clip_val)
         optimizer.step()
         self._log_losses(losses, "train", batch["X"].shape[0])
-        self.log("lr", learning_rate, on_step=False, on_epoch=True)
+        self.log("lr", learning_rate, on_step=False, on_epoch=True, sync_dist=self.use_sync_dist)
 
     def validation_step(self, batch, batch_idx):
         chunk_size = self.effective_chunk_size(batch["X"].shape[0])
