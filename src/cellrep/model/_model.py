@@ -290,6 +290,7 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         kwargs["datasplitter_kwargs"] = loader_kwargs(self.adata_manager) | (
             kwargs.get("datasplitter_kwargs") or {}
         )
+        self.module.train()  # Lightning keeps the eval mode an embedding call left
         with quiet_training():
             result = super().train(
                 max_epochs=arguments.max_epochs,
