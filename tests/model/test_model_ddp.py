@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,31 +11,13 @@ import scvi
 import torch
 import torch.distributed as dist
 from tests.model.ddp_one_step import GLOBAL_BATCH, one_step, planted_counts
-from tests.model.model_fixtures import single_torch_thread  # noqa: F401
+from tests.model.model_fixtures import run_script, single_torch_thread  # noqa: F401
 
 from cellrep.model import CellEncoder
 from cellrep.model._distributed import distributed_training, shared_split
 
 SCRIPT = Path(__file__).with_name("ddp_one_step.py")
 RELATIVE_TOLERANCE = 1e-5
-# what a DDP run in this process leaves in os.environ; a launcher must not inherit it
-LIGHTNING_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK", "GLOBAL_RANK")
-
-
-def run_script(out: Path, devices: int, chunk: str) -> dict:
-    """``strategy='ddp'`` relaunches ``sys.argv``, so the processes run the helper as a script."""
-    env = {key: value for key, value in os.environ.items() if key not in LIGHTNING_ENVIRONMENT}
-    env |= {"OMP_NUM_THREADS": "1", "CELLREP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), str(out), str(devices), chunk],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return torch.load(out)
 
 
 def relative_update_difference(reference: dict, other: dict) -> dict[str, float]:
@@ -67,7 +47,9 @@ def no_process_group():
 def test_two_process_ddp_step_equals_one_process_step(tmp_path, no_process_group, monkeypatch):
     monkeypatch.setattr(scvi.settings, "_seed", None)  # as in the fresh script: the split uses seed 0
     # one process, same strategy and distributed sampler: its one batch is the two ranks' batches together
-    two = run_script(tmp_path / "two.pt", devices=2, chunk="none")
+    # strategy='ddp' relaunches sys.argv, so the processes run the helper as a script
+    run_script(SCRIPT, tmp_path / "two.pt", 2, "none")
+    two = torch.load(tmp_path / "two.pt")
     reference = one_step(devices=1, chunk_size=None)
     differences = relative_update_difference(reference, two)
     assert len(differences) > 20  # encoder, projection and label heads all moved

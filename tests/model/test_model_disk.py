@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import anndata as ad
@@ -13,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import sparse
-from tests.model.model_fixtures import single_torch_thread  # noqa: F401
+from tests.model.model_fixtures import run_script, single_torch_thread  # noqa: F401
 
 import cellrep as cr
 from cellrep.model import CellEncoder
@@ -46,17 +43,7 @@ def test_training_from_a_backed_file_keeps_peak_memory_far_below_the_matrix(tmp_
     path = tmp_path / "large.h5ad"
     csr_bytes = write_counts(path, n_cells, n_genes, per_cell=50)
     dense_bytes = n_cells * n_genes * 4  # float32: 1.6 GB
-    env = os.environ | {"OMP_NUM_THREADS": "1", "CELLREP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), str(path), "backed", "5"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = json.loads(run_script(SCRIPT, path, "backed", 5).strip().splitlines()[-1])
     assert report["steps"] == 5
     assert report["n_obs"] == n_cells
     # a tenth of the dense matrix (160 MB); measured ~130 MB: obs/var names (~28), the

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.distributed as dist
 
 DDP_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
 UNUSED_SUFFIXES = ("_find_unused_parameters_true", "_find_unused_parameters_false")
@@ -121,3 +123,35 @@ def distributed_training(trainer_kwargs: dict, batch_size: int, n_obs: int) -> t
         )
         kwargs["datasplitter_kwargs"] = splitter
     return kwargs, batch_size // n_processes
+
+
+# --- collectives of the training plan (no-ops in one process) ---------------------------------
+def distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
+    """Concatenate the embeddings of all DDP ranks so negatives span devices (autograd-aware)."""
+    if not distributed():
+        return z
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(z), dim=0)
+
+
+def gather_detached(z: torch.Tensor) -> tuple[torch.Tensor, slice]:
+    """All ranks' embeddings (equal shares, as DistributedSampler gives) and this rank's rows."""
+    if not distributed():
+        return z, slice(0, z.shape[0])
+    parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, z.contiguous())
+    start = dist.get_rank() * z.shape[0]
+    return torch.cat(parts), slice(start, start + z.shape[0])
+
+
+def global_sum(value: float, device: torch.device) -> float:
+    if not distributed():
+        return float(value)
+    tensor = torch.tensor(float(value), device=device, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return float(tensor)

@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from scvi.train import TrainingPlan
 
+from ._distributed import distributed, gather_detached, gather_with_grad, global_sum
 from ._module import Objectives, nt_xent, nt_xent_with_gradient, variance_covariance
 
 LOSS_NAMES = ("loss", "mlm_loss", "contrastive_loss", "supervised_loss")
@@ -90,37 +91,6 @@ def restore_rng(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
-    """Concatenate the embeddings of all DDP ranks so negatives span devices (autograd-aware)."""
-    if not distributed():
-        return z
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(z), dim=0)
-
-
-def gather_detached(z: torch.Tensor) -> tuple[torch.Tensor, slice]:
-    """All ranks' embeddings (equal shares, as DistributedSampler gives) and this rank's rows."""
-    if not distributed():
-        return z, slice(0, z.shape[0])
-    parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, z.contiguous())
-    start = dist.get_rank() * z.shape[0]
-    return torch.cat(parts), slice(start, start + z.shape[0])
-
-
-def global_sum(value: float, device: torch.device) -> float:
-    if not distributed():
-        return float(value)
-    tensor = torch.tensor(float(value), device=device, dtype=torch.float64)
-    dist.all_reduce(tensor)
-    return float(tensor)
 
 
 class CellEncoderTrainingPlan(TrainingPlan):
