@@ -10,8 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-# what a DDP run in the test process leaves in os.environ; a launched script must not inherit it
-LIGHTNING_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK", "GLOBAL_RANK")
+# what a DDP run in the test process leaves in os.environ, and pytest's marker (the script is not
+# under pytest): a launched script must not inherit them
+NOT_INHERITED = (
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "WORLD_SIZE",
+    "NODE_RANK",
+    "LOCAL_RANK",
+    "GLOBAL_RANK",
+    "PYTEST_CURRENT_TEST",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +34,7 @@ def single_torch_thread():
 
 def run_script(script: Path, *args) -> str:
     """Run ``script`` in a fresh one-thread Python process; its stdout (the test fails with its stderr)."""
-    env = {key: value for key, value in os.environ.items() if key not in LIGHTNING_ENVIRONMENT}
+    env = {key: value for key, value in os.environ.items() if key not in NOT_INHERITED}
     env |= {"OMP_NUM_THREADS": "1", "CELLREP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, str(script), *map(str, args)],

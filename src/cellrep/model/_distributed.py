@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,8 +25,13 @@ UNUSED_SUFFIXES = ("_find_unused_parameters_true", "_find_unused_parameters_fals
 SPLIT_SEED = 0
 
 
-def _launched_by_pytest() -> bool:
-    return Path(sys.argv[0]).name in ("pytest", "py.test") or sys.argv[0].endswith("pytest/__main__.py")
+def _relaunch_problem() -> str | None:
+    """Why relaunching ``sys.argv`` (what ``strategy='ddp'`` does) would not rerun this training."""
+    if "PYTEST_CURRENT_TEST" in os.environ:  # also set in pytest-xdist workers, whose argv is '-c'
+        return "would rerun the test session"
+    if sys.argv[0] in ("", "-c"):
+        return "cannot rerun a `python -c` command or an interactive session"
+    return None
 
 
 def _n_processes(devices, num_nodes) -> int:
@@ -48,11 +52,13 @@ def _strategy_name(strategy: str, n_processes: int) -> str:
             f"CellEncoder.train supports strategy=None/'auto' (one process) or one of {DDP_STRATEGIES} "
             f"(optionally a lightning.pytorch.strategies.DDPStrategy), got {strategy!r}."
         )
-    if base == "ddp" and n_processes > 1 and "LOCAL_RANK" not in os.environ and _launched_by_pytest():
+    problem = (
+        _relaunch_problem() if base == "ddp" and n_processes > 1 and "LOCAL_RANK" not in os.environ else None
+    )
+    if problem:
         raise ValueError(
-            "strategy='ddp' relaunches this command line (sys.argv) once per extra process, which "
-            "would rerun the test session: run the training as a script (`python train.py`), or use "
-            "strategy='ddp_notebook' (fork) here."
+            f"strategy='ddp' relaunches this command line (sys.argv) once per extra process, which {problem}: "
+            "run the training as a script (`python train.py`), or use strategy='ddp_notebook' (fork) here."
         )
     # heads an objective does not use (MLM, label head) get no gradient in a step
     return f"{base}_find_unused_parameters_true"
@@ -100,7 +106,7 @@ def distributed_training(trainer_kwargs: dict, batch_size: int, n_obs: int) -> t
     ------
     ValueError
         For a strategy other than DDP, ``devices`` that is not a count or list, a batch smaller
-        than the number of processes, or ``strategy='ddp'`` under pytest.
+        than the number of processes, or ``strategy='ddp'`` under pytest or ``python -c``.
     """
     from lightning.pytorch.strategies import DDPStrategy, Strategy
 
