@@ -82,7 +82,9 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         seurat_v3 flavour through ``cr.pp.select_genes``) become tokens, as scGPT tokenizes
         highly variable genes; ``None`` tokenizes every gene. Among all genes the most expressed
         ones are mostly housekeeping genes, which say little about the cell type. The
-        vocabulary (and query alignment) still covers every registered gene.
+        vocabulary (and query alignment) still covers every registered gene. With counts on
+        disk, the token genes and the PCA table come from a 20 000-cell sample (see
+        :meth:`setup_anndata`).
 
     Examples
     --------
