@@ -233,3 +233,16 @@ def test_only_the_most_variable_genes_become_tokens():
     assert set(tokens.gene_ids[tokens.gene_token_mask].unique().tolist()) <= set(np.flatnonzero(token_genes))
     table = model.module.encoder.embedding.gene.weight[: adata.n_vars].detach().numpy()
     assert (table[~token_genes] == 0).all()
+
+
+def test_training_after_an_embedding_runs_in_training_mode():
+    adata = planted_types()
+    CellEncoder.setup_anndata(adata)
+    model = CellEncoder(adata, n_layers=1, d_model=16, n_heads=2, max_seq_len=16)
+    model.get_latent_representation()  # leaves the module in eval mode
+    modes = []
+    hook = model.module.encoder.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    model.train(max_steps=1, batch_size=32, train_size=1.0, **QUIET)
+    hook.remove()
+    assert modes
+    assert all(modes)  # dropout active: Lightning does not switch the mode itself

@@ -15,7 +15,8 @@ from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.model.base._save_load import _load_saved_files
 
-from .._validation import check_counts, get_matrix
+from ._data import check_counts_to_register, loader_kwargs, statistics_counts
+from ._distributed import distributed_training
 from ._module import CellEncoderModule
 from ._tokenize import SCHEMES
 from ._training import quiet_training, training_arguments
@@ -81,7 +82,9 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         seurat_v3 flavour through ``cr.pp.select_genes``) become tokens, as scGPT tokenizes
         highly variable genes; ``None`` tokenizes every gene. Among all genes the most expressed
         ones are mostly housekeeping genes, which say little about the cell type. The
-        vocabulary (and query alignment) still covers every registered gene.
+        vocabulary (and query alignment) still covers every registered gene. With counts on
+        disk, the token genes and the PCA table come from a 20 000-cell sample (see
+        :meth:`setup_anndata`).
 
     Examples
     --------
@@ -141,6 +144,7 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         self._initialise_from_data(supervised)
         self._initialise_token_genes(n_token_genes)
         self._initialise_gene_embedding(gene_embedding, freeze_gene_embedding, d_model)
+        self._statistics_cache = None
         self._model_summary_string = (
             f"CellEncoder: {n_layers} layers, d_model {d_model}, {n_heads} heads, {attention} attention, "
             f"{tokenization} tokens, max_seq_len {max_seq_len}, {self.summary_stats.n_vars} genes"
@@ -155,9 +159,7 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             raise ValueError(f"n_token_genes must be positive or None, got {n_token_genes}.")
         from ..pp import select_genes
 
-        counts = AnnData(
-            sparse.csr_matrix(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), dtype=np.float32)
-        )
+        counts = AnnData(self._statistics_counts().astype(np.float32))
         select_genes(counts, method="hvg", n_top=n_token_genes)
         self.module.token_genes.copy_(torch.as_tensor(counts.var["highly_variable"].to_numpy()))
 
@@ -167,7 +169,7 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             embedding.gene.weight.requires_grad_(not freeze)
             return
         if isinstance(gene_embedding, str):  # 'pca', on the genes that become tokens
-            counts = sparse.csr_matrix(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))
+            counts = self._statistics_counts()
             token_genes = self.module.token_genes.cpu().numpy()
             gene_embedding = np.zeros((len(token_genes), d_model), dtype=np.float32)
             gene_embedding[token_genes] = pca_gene_embedding(counts[:, token_genes], d_model, random_state=0)
@@ -176,10 +178,16 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         # the random value table would otherwise dominate every token at initialisation
         embedding.scale_value_embedding(VALUE_EMBEDDING_SCALE)
 
+    def _statistics_counts(self) -> sparse.csr_matrix:
+        """All training counts in memory, or a sample of cells read once from disk (see ``_data``)."""
+        if getattr(self, "_statistics_cache", None) is None:
+            self._statistics_cache = statistics_counts(self.adata_manager)
+        return self._statistics_cache
+
     def _initialise_from_data(self, supervised: bool) -> None:
         """Buffers computed from the training data (overwritten by the saved state on load)."""
         if self.module.tokenization == "rank":
-            scale = mean_nonzero_log_expression(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))
+            scale = mean_nonzero_log_expression(self._statistics_counts())
             self.module.gene_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
         if supervised:
             codes = (
@@ -202,16 +210,20 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         gene vocabulary. ``labels_key`` enables the supervised cell-type head (see
         :meth:`finetune`). The encoder has no batch input: batch effects are left to the
         augmentations (depth thinning, gene dropout) and the downstream classifier.
+
+        The counts may stay on disk: a backed AnnData (``anndata.read_h5ad(path,
+        backed='r')``, CSR) or a lazily loaded one (``cr.read_lazy(path)``: X a dask array of
+        CSR or dense chunks of cells; after ``anndata.experimental.read_lazy`` first set
+        ``adata.obs = adata.obs.to_memory()``). Then they are checked on a random sample of
+        ``STATISTICS_SAMPLE`` (20 000) cells, and the statistics the model takes from its
+        training cells (token genes, PCA gene table, rank gene scale) come from that sample;
+        class weights use every label. Training and embedding read one minibatch at a time
+        through scvi-tools' dataset: a backed file reads exactly the batch's cells, a dask
+        array every chunk they fall in (so keep chunks small, e.g. ``chunk_size=1000``).
+        A TypeError names the fix for CSC or gene-chunked counts on disk and for a lazy ``obs``.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        counts = get_matrix(adata, layer)
-        check_counts(counts, "the counts passed to CellEncoder.setup_anndata")
-        if sparse.issparse(counts) and not sparse.isspmatrix(counts):
-            where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-            raise TypeError(
-                f"scvi-tools registers scipy sparse matrices, not sparse arrays: convert first with "
-                f"`{where} = scipy.sparse.csr_matrix({where})`."
-            )
+        check_counts_to_register(adata, layer)
         check_unique_genes(adata.var_names)
         if labels_key is not None and labels_key not in adata.obs.columns:
             raise ValueError(f"{labels_key!r} is not a column of adata.obs.")
@@ -252,6 +264,18 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         ``accelerator``, ``train_size``, ``check_val_every_n_epoch``). The progress bar
         advances every step.
 
+        Across processes, ``strategy`` is one of Lightning's DDP strategies with ``devices=N``
+        (CPU: the gloo backend): ``'ddp'`` relaunches the running script once per extra
+        process (run ``python train.py``; under pytest it raises a ValueError), ``'ddp_spawn'``
+        needs an ``if __name__ == "__main__":`` guard, ``'ddp_notebook'``/``'ddp_fork'`` fork
+        (notebooks), or a ``DDPStrategy``; any other strategy raises a ValueError.
+        ``batch_size`` stays the global batch: each process takes ``batch_size // N`` cells of
+        every step (scvi-tools' distributed sampler), the contrastive negatives are gathered
+        from all processes, and a step updates the weights as one process would on the whole
+        batch. Every process draws the same train/validation split (``scvi.settings.seed``, 0
+        if unset). Each process runs the rest of the script too: guard output with
+        ``model.trainer.is_global_zero``.
+
         ``model.history`` then holds per-epoch numeric DataFrames ``train_loss``,
         ``mlm_loss_train``, ``contrastive_loss_train``, ``supervised_loss_train`` and ``lr``, and
         with a validation set (``check_val_every_n_epoch=1``) ``validation_loss``,
@@ -264,10 +288,15 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             self.adata.n_obs, max_epochs, batch_size, max_time, kwargs.get("train_size"), plan_kwargs
         )
         kwargs.setdefault("simple_progress_bar", False)
+        kwargs, batch_size = distributed_training(kwargs, arguments.batch_size, self.adata.n_obs)
+        kwargs["datasplitter_kwargs"] = loader_kwargs(self.adata_manager) | (
+            kwargs.get("datasplitter_kwargs") or {}
+        )
+        self.module.train()  # Lightning keeps the eval mode an embedding call left
         with quiet_training():
             result = super().train(
                 max_epochs=arguments.max_epochs,
-                batch_size=arguments.batch_size,
+                batch_size=batch_size,
                 load_sparse_tensor=load_sparse_tensor,
                 plan_kwargs=arguments.plan_kwargs,
                 **arguments.trainer_kwargs,
@@ -403,6 +432,7 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             adata=adata,
             batch_size=batch_size or 256,
             load_sparse_tensor=_loads_as_sparse_tensor(self.get_anndata_manager(adata, required=True)),
+            **loader_kwargs(self.get_anndata_manager(adata, required=True)),
         )
         self.module.eval()
         return loader

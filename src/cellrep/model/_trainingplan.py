@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from scvi.train import TrainingPlan
 
+from ._distributed import distributed, gather_detached, gather_with_grad, global_sum
 from ._module import Objectives, nt_xent, nt_xent_with_gradient, variance_covariance
 
 LOSS_NAMES = ("loss", "mlm_loss", "contrastive_loss", "supervised_loss")
@@ -90,37 +91,6 @@ def restore_rng(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
-    """Concatenate the embeddings of all DDP ranks so negatives span devices (autograd-aware)."""
-    if not distributed():
-        return z
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(z), dim=0)
-
-
-def gather_detached(z: torch.Tensor) -> tuple[torch.Tensor, slice]:
-    """All ranks' embeddings (equal shares, as DistributedSampler gives) and this rank's rows."""
-    if not distributed():
-        return z, slice(0, z.shape[0])
-    parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, z.contiguous())
-    start = dist.get_rank() * z.shape[0]
-    return torch.cat(parts), slice(start, start + z.shape[0])
-
-
-def global_sum(value: float, device: torch.device) -> float:
-    if not distributed():
-        return float(value)
-    tensor = torch.tensor(float(value), device=device, dtype=torch.float64)
-    dist.all_reduce(tensor)
-    return float(tensor)
 
 
 class CellEncoderTrainingPlan(TrainingPlan):
@@ -281,19 +251,41 @@ class CellEncoderTrainingPlan(TrainingPlan):
             return losses, None
         return losses, [weight * g[rows] for g, rows in zip(gradients, own_rows, strict=True)]
 
+    def _full_batch_gradients(self, batch, backward) -> dict:
+        """One pass with a graph; under DDP the per-cell terms are this rank's share of the global mean."""
+        terms = self.module.local_terms(batch, self.objectives)
+        device = batch["X"].device
+        totals = {key: terms[key] for key in ("mlm_sum", "supervised_sum")}
+        totals |= {key: global_sum(terms[key], device) for key in ("mlm_count", "supervised_count")}
+        losses = self._losses(terms["embeddings"], totals)
+        if not distributed():
+            backward(losses["loss"])
+            return {key: torch.as_tensor(value).detach() for key, value in losses.items()}
+        # DDP averages the ranks' gradients: all_gather's backward already sums the contrastive
+        # gradient over ranks, the local shares are scaled up to match
+        objectives = self.objectives
+        local = (
+            objectives.mlm_weight * losses["mlm_loss"]
+            + objectives.supervised_weight * losses["supervised_loss"]
+        )
+        backward(losses["loss"] + (dist.get_world_size() - 1) * local)
+        shares = {key: global_sum(losses[key].detach(), device) for key in ("mlm_loss", "supervised_loss")}
+        global_local = (
+            objectives.mlm_weight * shares["mlm_loss"]
+            + objectives.supervised_weight * shares["supervised_loss"]
+        )
+        losses = {key: torch.as_tensor(value).detach() for key, value in losses.items()}
+        losses["loss"] = losses["loss"] - local.detach() + global_local
+        losses["mlm_loss"], losses["supervised_loss"] = (torch.as_tensor(shares[k]) for k in shares)
+        return losses
+
     def compute_gradients(
         self, batch: dict[str, torch.Tensor], backward: Callable[[torch.Tensor], None]
     ) -> dict:
         """Accumulate the full-batch gradient into ``.grad``; return the detached losses."""
         chunk_size = self.effective_chunk_size(batch["X"].shape[0])
         if chunk_size is None:
-            terms = self.module.local_terms(batch, self.objectives)
-            totals = {
-                key: terms[key] for key in ("mlm_sum", "mlm_count", "supervised_sum", "supervised_count")
-            }
-            losses = self._losses(terms["embeddings"], totals)
-            backward(losses["loss"])
-            return {key: torch.as_tensor(value).detach() for key, value in losses.items()}
+            return self._full_batch_gradients(batch, backward)
 
         chunks = split_batch(batch, chunk_size)
         device = batch["X"].device
@@ -372,7 +364,7 @@ class CellEncoderTrainingPlan(TrainingPlan):
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.gradient_clip_val)
         optimizer.step()
         self._log_losses(losses, "train", batch["X"].shape[0])
-        self.log("lr", learning_rate, on_step=False, on_epoch=True)
+        self.log("lr", learning_rate, on_step=False, on_epoch=True, sync_dist=self.use_sync_dist)
 
     def validation_step(self, batch, batch_idx):
         chunk_size = self.effective_chunk_size(batch["X"].shape[0])
