@@ -18,7 +18,8 @@ smallest mean regret (gap to the best setting of the column) over the *other* gr
 chosen and scored on the held-out group's columns. The script prints that table with the
 chosen setting's rank among all methods and its gap to the best peer, and the setting chosen on
 all groups (the default). ``--novel`` adds the novel-type task (each type held out of the
-reference in turn) and the same protocol for the unknown threshold.
+reference in turn) for cellrep's default and the peers; the unknown threshold itself is chosen
+by ``benchmarks/novelty_threshold.py``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,6 @@ QUICK_SETTINGS = (
     "cellrep_default_cvC",
     "cellrep_ensemble_log_rank",
 )
-THRESHOLDS = np.round(np.arange(0.1, 0.95, 0.05), 2)
 # Both PBMC annotations mapped to the types they share; FCGR3A+ monocytes, platelets and
 # CD34+ progenitors are annotated in one dataset only and drop out of the cross-dataset task.
 PBMC_COARSE_LABELS = {
@@ -237,44 +237,6 @@ def leave_one_dataset_out(results: pd.DataFrame, settings: list[str], peers: lis
     return pd.DataFrame(rows)
 
 
-def choose_unknown_threshold(confidences: pd.DataFrame) -> pd.DataFrame:
-    """Leave-one-dataset-out choice of cellrep's unknown threshold on the novel-type task.
-
-    The score of a threshold on a split is the balanced accuracy of the unknown call
-    ((novel called unknown + known not called unknown) / 2), averaged per dataset.
-    """
-
-    def balanced(frame, threshold):
-        called = frame["confidence"] < threshold
-        return 0.5 * (called[frame["novel"]].mean() + (~called[~frame["novel"]]).mean())
-
-    per_dataset = pd.DataFrame(
-        {
-            threshold: confidences.groupby(["dataset", "split"])
-            .apply(balanced, threshold, include_groups=False)
-            .groupby("dataset")
-            .mean()
-            for threshold in THRESHOLDS
-        }
-    )
-    rows = []
-    if len(per_dataset) < 2:
-        raise ValueError("choosing the threshold by leave-one-dataset-out needs at least two datasets.")
-    for dataset in per_dataset.index:
-        chosen = per_dataset.drop(index=dataset).mean().idxmax()
-        rows.append(
-            {
-                "held_out": dataset,
-                "chosen_threshold": chosen,
-                "held_out_balanced_accuracy": per_dataset.loc[dataset, chosen],
-                "best_threshold_there": per_dataset.loc[dataset].idxmax(),
-                "best_balanced_accuracy": per_dataset.loc[dataset].max(),
-            }
-        )
-    print(f"\nthreshold chosen on all datasets: {per_dataset.mean().idxmax()}")
-    return pd.DataFrame(rows)
-
-
 def _markdown(frame: pd.DataFrame) -> str:
     text = frame.copy()
     for column in text.columns:
@@ -296,6 +258,8 @@ def main() -> None:
     parser.add_argument("--peers", nargs="+", default=list(PEERS))
     parser.add_argument("--novel", action="store_true", help="add the novel-type task")
     parser.add_argument("--novel-only", action="store_true", help="only the novel-type task")
+    parser.add_argument("--novel-datasets", nargs="+", default=list(NOVEL_DATASETS))
+    parser.add_argument("--novel-methods", nargs="+", default=list(NOVEL_METHODS))
     parser.add_argument("--analyse", action="store_true", help="only re-analyse the results in --out")
     parser.add_argument("--lobo", action="store_true", help="add leave-one-donor-out on the Baron data")
     parser.add_argument(
@@ -306,11 +270,9 @@ def main() -> None:
         done = args.out / "results.csv"
         results = pd.read_csv(done if done.exists() else args.out / "results_partial.csv")
         results["error"] = results["error"].fillna("")
-        confidence_file = args.out / "novel_confidences.csv"
-        confidences = [pd.read_csv(confidence_file)] if confidence_file.exists() else []
         setting_names = ["cellrep_default", "souza_mehta", *[method.name for method in candidate_settings()]]
         setting_names = [name for name in setting_names if name in set(results["method"])]
-        analyse(results, confidences, setting_names, list(args.peers), args.out)
+        analyse(results, setting_names, list(args.peers), args.out)
         return
     start = time.perf_counter()
     settings = [
@@ -329,8 +291,6 @@ def main() -> None:
         # every finished dataset is on disk: a run stopped early can still be analysed (--analyse)
         args.out.mkdir(parents=True, exist_ok=True)
         pd.concat(tables, ignore_index=True).to_csv(args.out / "results_partial.csv", index=False)
-        if confidences:
-            pd.concat(confidences, ignore_index=True).to_csv(args.out / "novel_confidences.csv", index=False)
 
     def run(name, tasks, method_list, adata=None, **kwargs):
         print(f"== {name}: {tasks} ({time.perf_counter() - start:.0f} s)", flush=True)
@@ -347,7 +307,6 @@ def main() -> None:
             )
         )
 
-    confidences = []
     if not args.novel_only:
         for group in args.groups:  # group by group, so that a stopped run holds whole groups
             for name in GROUPS[group]:
@@ -379,12 +338,8 @@ def main() -> None:
                     )
             save_partial()
     if args.novel or args.novel_only:
-        current = {}
-        capture = _capturing(cr.benchmark.METHODS["cellrep_default"], confidences, current)
-        novel_methods = [capture, *[name for name in NOVEL_METHODS if name != "cellrep_default"]]
-        for name in [name for name in NOVEL_DATASETS if name in datasets]:
-            current.update(name=name, data=data[name])
-            run(name, ["novel_type"], novel_methods)
+        for name in [name for name in args.novel_datasets if name in datasets]:
+            run(name, ["novel_type"], list(args.novel_methods))
             save_partial()
     results = pd.concat(tables, ignore_index=True)
     with warnings.catch_warnings():
@@ -394,15 +349,11 @@ def main() -> None:
     failed = results.loc[results["error"] != "", ["method", "dataset", "error"]].drop_duplicates()
     if not failed.empty:
         print("\nfailures:\n" + failed.to_string(index=False))
-    if confidences:
-        pd.concat(confidences, ignore_index=True).to_csv(args.out / "novel_confidences.csv", index=False)
-    analyse(results, confidences, [method.name for method in settings], list(args.peers), args.out)
+    analyse(results, [method.name for method in settings], list(args.peers), args.out)
     print(f"\nwrote {', '.join(map(str, paths.values()))}; took {time.perf_counter() - start:.0f} s")
 
 
-def analyse(
-    results: pd.DataFrame, confidences: list, settings: list[str], peers: list[str], out: Path
-) -> None:
+def analyse(results: pd.DataFrame, settings: list[str], peers: list[str], out: Path) -> None:
     """Print (and write) the leave-one-dataset-out tables of the default and of the unknown threshold."""
     standard = results[results["task"] != "novel_type"]
     if not standard.empty:
@@ -420,34 +371,6 @@ def analyse(
         )
         print("\n## novel type (mean over held-out types)\n" + _markdown(summary))
         print(_markdown(summary.groupby("method").mean(numeric_only=True).reset_index()))
-    if confidences:
-        thresholds = choose_unknown_threshold(pd.concat(confidences, ignore_index=True))
-        print("\n## unknown threshold, leave-one-dataset-out\n" + _markdown(thresholds))
-        thresholds.to_csv(out / "unknown_threshold_lodo.csv", index=False)
-
-
-def _capturing(method: Method, store: list, current: dict) -> Method:
-    """``method`` that also keeps each novel-type split's confidences (for the threshold choice).
-
-    The truth comes from ``current['data']`` by cell name; the novel cells are those whose type
-    the fitted classifier does not know.
-    """
-
-    def predict(fitted, test):
-        labels, confidence = method.predict(fitted, test)
-        truth = current["data"].obs.loc[test.obs_names, "cell_type"].astype(str).to_numpy()
-        novel = ~np.isin(truth, fitted[1].classes_)
-        split = "novel:" + "+".join(np.unique(truth[novel]))
-        store.append(
-            pd.DataFrame(
-                {"dataset": current["name"], "split": split, "confidence": confidence, "novel": novel}
-            )
-        )
-        return labels, confidence
-
-    return Method(
-        method.name, method.fit, predict, family=method.family, unknown_threshold=method.unknown_threshold
-    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from tests.conftest import as_format
 
 import cellrep as cr
 from cellrep.tl._classifiers import LocalLogisticRegression
-from cellrep.tl._transfer import DEFAULT_C
+from cellrep.tl._novelty import reference_pvalues
+from cellrep.tl._transfer import DEFAULT_C, DEFAULT_UNKNOWN_THRESHOLD
 
 N_TYPES = 3
 
@@ -50,7 +51,9 @@ def ref_query(matrix_format, dtype):
 
 
 def _macro_f1(query, key="cell_type"):
-    return f1_score(query.obs["cell_type"].astype(str), query.obs[f"{key}_pred"].astype(str), average="macro")
+    """Macro-F1 over the true classes (as the benchmark scores): 'unknown' calls count as misses."""
+    truth = query.obs["cell_type"].astype(str)
+    return f1_score(truth, query.obs[f"{key}_pred"].astype(str), labels=np.unique(truth), average="macro")
 
 
 @pytest.mark.parametrize("method", ["logreg", "knn", "centroid", "local_logreg"])
@@ -66,7 +69,11 @@ def test_end_to_end_transfer_from_counts(ref_query, method):
     assert list(classes) == ["type0", "type1", "type2"]
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
     np.testing.assert_allclose(query.obs["cell_type_confidence"], proba.max(axis=1), rtol=1e-6)
-    np.testing.assert_array_equal(query.obs["cell_type_pred"].astype(str), classes[proba.argmax(axis=1)])
+    certainty = query.obs["cell_type_certainty"].to_numpy()
+    pvalues = query.obs["cell_type_reference_pvalue"].to_numpy()
+    np.testing.assert_allclose(certainty, proba.max(axis=1) * pvalues**0.25, rtol=1e-6)
+    expected = np.where(certainty < DEFAULT_UNKNOWN_THRESHOLD, "unknown", classes[proba.argmax(axis=1)])
+    np.testing.assert_array_equal(query.obs["cell_type_pred"].astype(str), expected)
     pd.testing.assert_series_equal(query.obs["cell_type"], truth)
     assert "X_linear" in ref.obsm
     assert "X_linear" in query.obsm
@@ -105,10 +112,10 @@ def test_unknown_below_the_confidence_threshold():
         unknown_threshold=0.999,
         linear_kwargs={"n_genes": 30, "n_comps": 10},
     )
-    confidence = query.obs["cell_type_confidence"].to_numpy()
+    certainty = query.obs["cell_type_certainty"].to_numpy()
     predicted = query.obs["cell_type_pred"].astype(str).to_numpy()
-    assert (confidence < 0.999).any()
-    np.testing.assert_array_equal(predicted == "unknown", confidence < 0.999)
+    assert (certainty < 0.999).any()
+    np.testing.assert_array_equal(predicted == "unknown", certainty < 0.999)
     with pytest.raises(ValueError, match="unknown_threshold"):
         cr.tl.transfer_labels(ref, query, labels_key="cell_type", unknown_threshold=2)
 
@@ -126,7 +133,8 @@ def test_query_with_shuffled_genes_gets_the_same_predictions():
 def test_existing_reference_transform_projects_the_query():
     ref, query = typed_counts(seed=0), typed_counts(60, seed=1)
     cr.tl.linear_embedding(ref, labels_key="cell_type", n_genes=30, n_comps=10)
-    cr.tl.transfer_labels(ref, query, labels_key="cell_type", use_rep="X_linear")
+    # the classifier on a projected representation; the unknown call is tested on its own below
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type", use_rep="X_linear", unknown_threshold=0)
     assert query.obsm["X_linear"].shape == (60, 10)
     assert _macro_f1(query) > 0.9
     with pytest.raises(ValueError, match="no 'X_other'"):
@@ -197,23 +205,30 @@ def test_default_transfer_is_the_documented_pipeline(matrix_format, dtype):
 
 
 def test_held_out_novel_type_is_called_unknown():
-    """A type missing from the reference gets low confidence; the threshold turns it into 'unknown'."""
+    """A type missing from the reference gets low certainty; the default threshold calls part of it 'unknown'."""
     cells = typed_counts(400, seed=0, n_types=4)
     first_half = np.arange(cells.n_obs) < 200
     ref = cells[first_half & (cells.obs["cell_type"] != "type3").to_numpy()].copy()
     query = cells[~first_half].copy()
-    cr.tl.transfer_labels(ref, query, labels_key="cell_type", unknown_threshold=0.8)
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type")
     novel = query.obs["cell_type"].to_numpy() == "type3"
     predicted = query.obs["cell_type_pred"].astype(str).to_numpy()
     called_unknown = predicted == "unknown"
-    np.testing.assert_array_equal(called_unknown, query.obs["cell_type_confidence"].to_numpy() < 0.8)
+    certainty = query.obs["cell_type_certainty"].to_numpy()
+    np.testing.assert_array_equal(called_unknown, certainty < DEFAULT_UNKNOWN_THRESHOLD)
     assert "unknown" in query.obs["cell_type_pred"].cat.categories
-    assert called_unknown[novel].mean() >= 0.8  # 43 of 50 on this data
-    assert called_unknown[~novel].mean() <= 0.05  # 3 of 150
+    assert called_unknown[novel].mean() >= 0.2  # 11 of 50 on this data
+    assert not called_unknown[~novel].any()  # 0 of 150
+    assert np.median(certainty[novel]) < np.median(certainty[~novel])
     confident_known = ~novel & ~called_unknown
     np.testing.assert_array_equal(
         predicted[confident_known], query.obs["cell_type"].astype(str).to_numpy()[confident_known]
     )
+    # a stricter threshold trades known cells for novel ones
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type", unknown_threshold=0.6)
+    stricter = query.obs["cell_type_pred"].astype(str).to_numpy() == "unknown"
+    assert stricter[novel].mean() >= 0.75  # 40 of 50
+    assert stricter[~novel].mean() <= 0.2  # 22 of 150
 
 
 def test_local_logreg_falls_back_to_the_global_model():
@@ -348,3 +363,31 @@ def test_empty_query_is_a_clear_error(method):
     with pytest.raises(ValueError, match="The query has no cells"):
         cr.tl.transfer_labels(ref, query, labels_key="cell_type", method=method)
     assert "cell_type_pred" not in query.obs
+
+
+def test_reference_pvalues_match_a_brute_force_count():
+    rng = np.random.default_rng(0)
+    reference, query = rng.normal(size=(60, 3)), rng.normal(size=(25, 3)) * 1.5
+    distances = np.linalg.norm(reference[:, None] - reference[None], axis=2)
+    np.fill_diagonal(distances, np.inf)  # leave-one-out
+    calibration = np.sort(distances, axis=1)[:, :5].mean(axis=1)
+    scores = np.sort(np.linalg.norm(query[:, None] - reference[None], axis=2), axis=1)[:, :5].mean(axis=1)
+    # each side relative to its own median distance (a shifted query as a whole is not novel)
+    calibration, scores = calibration / np.median(calibration), scores / np.median(scores)
+    expected = ((calibration[None] >= scores[:, None]).sum(axis=1) + 1) / (calibration.size + 1)
+    np.testing.assert_allclose(reference_pvalues(reference, query, n_neighbors=5), expected)
+
+
+def test_reference_pvalues_are_uniform_for_reference_like_cells_and_tiny_for_outliers():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    reference, like = rng.normal(size=(2000, 5)), rng.normal(size=(2000, 5))
+    pvalues = reference_pvalues(reference, like)
+    assert stats.kstest(pvalues, "uniform").pvalue > 0.01
+    shifted = reference_pvalues(reference, like + 0.5)  # another batch: the whole query moved
+    assert 0.45 < np.median(shifted) < 0.55
+    outliers = np.vstack([like[:1900], rng.normal(size=(100, 5)) + 10])  # 5 % of the query far away
+    pvalues = reference_pvalues(reference, outliers)
+    np.testing.assert_allclose(pvalues[1900:], 1 / 2001)
+    assert np.median(pvalues[:1900]) > 0.4

@@ -59,12 +59,15 @@ def cellrep_method(
     default: bool = False,
     family: str = "variant",
     unknown_threshold: float | None = None,
+    novelty: bool = False,
     **options,
 ) -> Method:
     """A cellrep linear variant: ``linear_embedding`` + ``project`` + an sklearn classifier.
 
     ``options`` go to :func:`cellrep.tl.linear_embedding` (``n_genes``, ``n_comps``,
-    ``whiten``) or to the classifier (``C``, ``class_weight``, ``n_neighbors``, ...).
+    ``whiten``) or to the classifier (``C``, ``class_weight``, ``n_neighbors``, ...). With
+    ``novelty`` the confidence is ``transfer_labels``' certainty (top probability ×
+    √ reference p-value) instead of the top probability.
     """
     from ..tl._classifiers import make_classifier
 
@@ -91,7 +94,15 @@ def cellrep_method(
         if not hasattr(model, "predict_proba"):
             return np.asarray(model.predict(coordinates)).astype(str)
         proba = model.predict_proba(coordinates)
-        return np.asarray(model.classes_)[proba.argmax(axis=1)].astype(str), proba.max(axis=1)
+        confidence = proba.max(axis=1)
+        if novelty:
+            from ..tl._novelty import certainty, reference_pvalues
+
+            pvalues = reference_pvalues(
+                train.obsm["X_linear"], coordinates, random_state=getattr(model, "random_state", 0)
+            )
+            confidence = certainty(confidence, pvalues)
+        return np.asarray(model.classes_)[proba.argmax(axis=1)].astype(str), confidence
 
     return Method(
         name or f"cellrep_{normalization}_{classifier}",
@@ -294,6 +305,7 @@ def _builtin_methods() -> dict[str, Method]:
         default=True,
         family="cellrep",
         unknown_threshold=DEFAULT_UNKNOWN_THRESHOLD,
+        novelty=True,
         C=DEFAULT_C,
         **defaults,
     )
