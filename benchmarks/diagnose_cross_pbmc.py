@@ -6,10 +6,17 @@ Usage::
     CELLREP_NUM_THREADS=1 python benchmarks/diagnose_cross_pbmc.py pbmc3k zheng68k_reduced
 
 Builds the ``cross_dataset`` split exactly as ``benchmarks/run_accuracy.py`` does (labels
-coarsened by ``coarse_pbmc_labels``, cells and genes restricted to those shared), then prints
-the gene panel and class counts, per-class F1 and confusion of ``cellrep_default`` and
-``singler``, and the macro-F1 of one-change ablations of the default. The ablations are a
-diagnosis of this one task, not a way to choose defaults (that is leave-one-dataset-out's job).
+coarsened by ``coarse_pbmc_labels``, cells and genes restricted to those shared) and prints:
+
+* the gene panel, class counts and sequencing depth on the shared genes;
+* per-class F1 and confusion of ``cellrep_default`` and ``singler``, the query's fine labels
+  against both, a paired bootstrap interval of the macro-F1 gap, and the cross-lineage errors;
+* CD8A/CD8B detection among the T cells by prediction (are the CD4/CD8 labels themselves clear?);
+* macro- and per-class F1 of one-change ablations of the default, SingleR variants, and the
+  default after binomial thinning of the deeper dataset to the other's median depth.
+
+The ablations diagnose this one task; they are not a way to choose defaults (that is the
+leave-one-dataset-out protocol's job in ``run_accuracy.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from run_accuracy import DEFAULT_SETTING, coarse_pbmc_labels, load
-from scipy import stats
+from scipy import sparse, stats
 from sklearn.metrics import confusion_matrix, f1_score
 
 import cellrep as cr
@@ -30,9 +37,11 @@ from cellrep.benchmark._peers import log_cp10k
 from cellrep.benchmark._tasks import make_splits
 
 ABLATIONS = {
+    "n_genes=100": {"n_genes": 100},
+    "n_genes=300": {"n_genes": 300},
+    "n_genes=500": {"n_genes": 500},
     "n_comps=20": {"n_comps": 20},
     "n_comps=100": {"n_comps": 100},
-    "n_genes=300": {"n_genes": 300},
     "standardize=query": {"standardize": "query"},
     "no clipping": {"max_value": None},
     "clip ±10": {"max_value": 10.0},
@@ -46,6 +55,13 @@ ABLATIONS = {
     "classifier=centroid": {"classifier": "centroid"},
     "classifier=knn": {"classifier": "knn"},
 }
+#: Classes merged to count errors across lineages (a T cell called a DC) apart from the splits
+#: within a lineage that the two annotations draw differently.
+LINEAGE = {"CD4 T": "T", "CD8 T": "T", "CD14+ Mono": "myeloid", "DC": "myeloid"}
+
+
+def _labels(adata) -> np.ndarray:
+    return adata.obs["cell_type"].astype(str).to_numpy()
 
 
 def _predict(method, train, test) -> np.ndarray:
@@ -60,33 +76,163 @@ def _default_with(change: dict):
     return cellrep_method(normalization, classifier, name="ablation", **options)
 
 
+def _lineage_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    return np.array([LINEAGE.get(a, a) != LINEAGE.get(b, b) for a, b in zip(truth, predicted, strict=True)])
+
+
+def _depth(adata) -> np.ndarray:
+    return np.asarray(adata.X.sum(axis=1)).ravel()
+
+
+def thinned(adata, fraction: float, seed: int = 0):
+    """A copy with every count kept with probability ``fraction`` (binomial thinning to a lower depth)."""
+    adata = adata.copy()
+    adata.X = sparse.csr_matrix(adata.X)
+    adata.X.data = (
+        np.random.default_rng(seed).binomial(adata.X.data.astype(np.int64), fraction).astype(np.float32)
+    )
+    adata.X.eliminate_zeros()
+    return adata
+
+
 def spearman_centroid(train, test) -> np.ndarray:
-    """SingleR's core without markers or fine-tuning: Spearman correlation to each class's median log profile."""
-    train_log, test_log = log_cp10k(train), log_cp10k(test)
-    labels = train.obs["cell_type"].astype(str).to_numpy()
+    """Correlation scoring without markers or fine-tuning: Spearman to each class's median log profile."""
+    labels, query = _labels(train), np.asarray(log_cp10k(test).X.todense())
+    reference = np.asarray(log_cp10k(train).X.todense())
     classes = np.unique(labels)
-    dense = np.asarray(train_log.X.todense())
-    profiles = np.stack([np.median(dense[labels == label], axis=0) for label in classes])
-    query_ranks = stats.rankdata(np.asarray(test_log.X.todense()), axis=1)
-    profile_ranks = stats.rankdata(profiles, axis=1)
+    profiles = np.stack([np.median(reference[labels == label], axis=0) for label in classes])
+    query_ranks, profile_ranks = stats.rankdata(query, axis=1), stats.rankdata(profiles, axis=1)
     query_ranks = (query_ranks - query_ranks.mean(1, keepdims=True)) / query_ranks.std(1, keepdims=True)
-    profile_ranks = (profile_ranks - profile_ranks.mean(1, keepdims=True)) / profile_ranks.std(1, keepdims=True)
+    profile_ranks = (profile_ranks - profile_ranks.mean(1, keepdims=True)) / profile_ranks.std(
+        1, keepdims=True
+    )
     return classes[(query_ranks @ profile_ranks.T).argmax(axis=1)]
 
 
 def singler_without_fine_tuning(train, test) -> np.ndarray:
     import singler
-    from scipy import sparse
 
-    train_log, test_log = log_cp10k(train), log_cp10k(test)
     reference = singler.train_single(
-        sparse.csr_matrix(train_log.X.T),
-        train.obs["cell_type"].astype(str).to_numpy(),
+        sparse.csr_matrix(log_cp10k(train).X.T),
+        _labels(train),
         ref_features=list(train.var_names),
         test_features=list(test.var_names),
     )
-    result = singler.classify_single(sparse.csr_matrix(test_log.X.T), ref_prebuilt=reference, use_fine_tune=False)
+    result = singler.classify_single(
+        sparse.csr_matrix(log_cp10k(test).X.T), ref_prebuilt=reference, use_fine_tune=False
+    )
     return np.asarray(result.get_column("best")).astype(str)
+
+
+def singler_marker_genes(train) -> list[str]:
+    """The union of SingleR's classic pairwise markers (its default number per pair) on the reference."""
+    import singler
+
+    markers = singler.get_classic_markers(
+        sparse.csr_matrix(log_cp10k(train).X.T), _labels(train), list(train.var_names)
+    )
+    return sorted({gene for pairs in markers.values() for genes in pairs.values() for gene in genes})
+
+
+def paired_bootstrap(truth, first, second, classes, n_boot: int = 1000, seed: int = 0):
+    """Macro-F1(first) - macro-F1(second) and its 95 % interval over query cells resampled with replacement."""
+
+    def gap(index):
+        return f1_score(
+            truth[index], first[index], labels=classes, average="macro", zero_division=0
+        ) - f1_score(truth[index], second[index], labels=classes, average="macro", zero_division=0)
+
+    generator = np.random.default_rng(seed)
+    differences = [gap(generator.integers(0, truth.size, truth.size)) for _ in range(n_boot)]
+    return gap(np.arange(truth.size)), *np.percentile(differences, [2.5, 97.5])
+
+
+def _print_frame(title: str, frame: pd.DataFrame) -> None:
+    print(f"\n{title}\n{frame.to_string(float_format=lambda value: f'{value:.3f}')}")
+
+
+def describe(train, test, truth, classes, names) -> None:
+    counts = pd.DataFrame(
+        {"reference": pd.Series(_labels(train)).value_counts(), "query": pd.Series(truth).value_counts()}
+    ).reindex(classes)
+    print(f"\n{names}: {train.n_obs} reference and {test.n_obs} query cells on {train.n_vars} shared genes")
+    print(
+        f"median counts per cell on the shared genes: reference {np.median(_depth(train)):.0f}, "
+        f"query {np.median(_depth(test)):.0f}"
+    )
+    print(counts.to_string())
+
+
+def compare(predictions: dict, truth, classes, fine, test) -> None:
+    table = pd.DataFrame({"cells": pd.Series(truth).value_counts().reindex(classes)})
+    for name, predicted in predictions.items():
+        table[name] = f1_score(truth, predicted, labels=classes, average=None, zero_division=0)
+    table.loc["macro"] = [truth.size, *table.iloc[:, 1:].mean().to_numpy()]
+    _print_frame("per-class F1", table)
+    depth = _depth(test)
+    for name, predicted in predictions.items():
+        matrix = pd.DataFrame(
+            confusion_matrix(truth, predicted, labels=classes), index=classes, columns=classes
+        )
+        print(f"\nconfusion of {name} (rows: truth, columns: predicted)\n{matrix.to_string()}")
+        by_fine = pd.crosstab(pd.Series(fine, name="query fine label"), pd.Series(predicted, name=name))
+        print(f"\nquery fine labels vs {name}\n{by_fine.to_string()}")
+        errors = _lineage_errors(truth, predicted)
+        print(
+            f"{name}: {errors.sum()} cross-lineage errors (CD4/CD8 T and CD14+ Mono/DC merged); "
+            f"their median depth {np.median(depth[errors]):.0f}; "
+            f"{np.mean(depth[errors] <= np.quantile(depth, 0.1)):.2f} of them in the query's lowest-depth decile"
+        )
+    observed, low, high = paired_bootstrap(truth, *predictions.values(), classes)
+    print(
+        f"\nmacro-F1 {' - '.join(predictions)}: {observed:+.3f} "
+        f"(95 % paired bootstrap over query cells: {low:+.3f} .. {high:+.3f})"
+    )
+
+
+def cd8_detection(predictions: dict, truth, fine, test) -> None:
+    """Fraction of T cells with any CD8A/CD8B count, by fine label and prediction."""
+    genes = [gene for gene in ("CD8A", "CD8B") if gene in test.var_names]
+    detected = np.asarray(test[:, genes].X.sum(axis=1)).ravel() > 0
+    is_t = np.isin(truth, ["CD4 T", "CD8 T"])
+    for name, predicted in predictions.items():
+        frame = pd.DataFrame({"fine label": fine, name: predicted, "CD8A/B detected": detected})[is_t]
+        _print_frame(
+            f"{name}: T cells with CD8A/CD8B counts > 0, by fine label and prediction",
+            frame.groupby(["fine label", name])["CD8A/B detected"].agg(["mean", "size"]),
+        )
+
+
+def ablate(train, test, truth, classes, predictions: dict) -> None:
+    rows = dict(predictions)
+    rows["singler, no fine-tuning"] = singler_without_fine_tuning(train, test)
+    rows["Spearman to class median (all shared genes)"] = spearman_centroid(train, test)
+    for label, change in ABLATIONS.items():
+        rows[label] = _predict(_default_with(change), train, test)
+    markers = singler_marker_genes(train)
+    rows[f"genes = SingleR's {len(markers)} markers"] = _predict(
+        _default_with({}), train[:, markers], test[:, markers]
+    )
+    ratio = np.median(_depth(test)) / np.median(_depth(train))
+    if ratio < 1:
+        train, test, side = thinned(train, ratio), test, "reference"
+    else:
+        train, test, side = train, thinned(test, 1 / ratio), "query"
+    fraction = min(ratio, 1 / ratio)
+    for name, method in zip(predictions, resolve_methods(list(predictions)), strict=True):
+        rows[f"{name}, {side} thinned x{fraction:.2f} to equal depth"] = _predict(method, train, test)
+    ablation = pd.DataFrame(
+        {
+            label: [
+                f1_score(truth, predicted, labels=classes, average="macro", zero_division=0),
+                _lineage_errors(truth, predicted).sum(),
+                *f1_score(truth, predicted, labels=classes, average=None, zero_division=0),
+            ]
+            for label, predicted in rows.items()
+        },
+        index=["macro", "lineage errors", *classes],
+    ).T
+    _print_frame("ablations (one change each; macro-F1, cross-lineage errors, per-class F1)", ablation)
 
 
 def main() -> None:
@@ -99,52 +245,26 @@ def main() -> None:
     args = parser.parse_args()
     reference = load(args.reference, args.data_dir, cr.datasets.default_data_dir())
     query = load(args.query, args.data_dir, cr.datasets.default_data_dir())
-    print(f"genes: reference {reference.n_vars}, query {query.n_vars}, shared {reference.var_names.isin(query.var_names).sum()}")
+    shared = reference.var_names.isin(query.var_names).sum()
+    print(f"genes: reference {reference.n_vars}, query {query.n_vars}, shared {shared}")
     split = make_splits(
-        coarse_pbmc_labels(reference), "cell_type", tasks=["cross_dataset"], seeds=[0], query=coarse_pbmc_labels(query)
+        coarse_pbmc_labels(reference),
+        "cell_type",
+        tasks=["cross_dataset"],
+        seeds=[0],
+        query=coarse_pbmc_labels(query),
     )[0]
     train, test, truth = split.train, split.test, np.asarray(split.truth).astype(str)
     classes = np.unique(truth)
-    counts = pd.DataFrame(
-        {
-            "reference": train.obs["cell_type"].astype(str).value_counts(),
-            "query": pd.Series(truth).value_counts(),
-        }
-    ).reindex(classes)
-    print(f"\n{args.reference} -> {args.query}: {train.n_obs} reference and {test.n_obs} query cells on {train.n_vars} genes")
-    print(counts.to_string())
-
-    candidates = {method.name: method for method in resolve_methods(["cellrep_default", "singler"])}
-    predictions = {name: _predict(method, train, test) for name, method in candidates.items()}
-    fitted = candidates["cellrep_default"].fit(train.copy(), "cell_type", 0)[0]
-    params = fitted.uns["linear"]["params"]
-    print(f"\ncellrep_default uses {params['n_genes']} genes and {params['n_comps']} components")
-    table = pd.DataFrame({"cells": counts["query"]})
-    for name, predicted in predictions.items():
-        table[name] = f1_score(truth, predicted, labels=classes, average=None, zero_division=0)
-    table.loc["macro"] = [counts["query"].sum(), *table.iloc[:, 1:].mean().to_numpy()]
-    print("\nper-class F1\n" + table.to_string(float_format=lambda value: f"{value:.3f}"))
-    for name, predicted in predictions.items():
-        matrix = pd.DataFrame(confusion_matrix(truth, predicted, labels=classes), index=classes, columns=classes)
-        print(f"\nconfusion of {name} (rows: truth, columns: predicted)\n{matrix.to_string()}")
-
-    rows = {"default": predictions["cellrep_default"], "singler": predictions["singler"]}
-    rows["singler, no fine-tuning"] = singler_without_fine_tuning(train, test)
-    rows["Spearman to class median (all shared genes)"] = spearman_centroid(train, test)
-    for label, change in ABLATIONS.items():
-        rows[label] = _predict(_default_with(change), train, test)
-    ablation = pd.DataFrame(
-        {
-            label: [
-                f1_score(truth, predicted, labels=classes, average="macro", zero_division=0),
-                *f1_score(truth, predicted, labels=classes, average=None, zero_division=0),
-            ]
-            for label, predicted in rows.items()
-        },
-        index=["macro", *classes],
-    ).T
-    print("\nablations (one change to the default; macro and per-class F1)")
-    print(ablation.to_string(float_format=lambda value: f"{value:.3f}"))
+    describe(train, test, truth, classes, f"{args.reference} -> {args.query}")
+    methods = resolve_methods(["cellrep_default", "singler"])
+    predictions = {method.name: _predict(method, train, test) for method in methods}
+    params = methods[0].fit(train.copy(), "cell_type", 0)[0].uns["linear"]["params"]
+    print(f"cellrep_default selects {params['n_genes']} genes (HVG) and {params['n_comps']} components")
+    fine = query.obs.loc[test.obs_names, "cell_type"].astype(str).to_numpy()
+    compare(predictions, truth, classes, fine, test)
+    cd8_detection(predictions, truth, fine, test)
+    ablate(train, test, truth, classes, predictions)
 
 
 if __name__ == "__main__":
