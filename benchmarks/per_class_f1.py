@@ -13,6 +13,7 @@ method's F1.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,11 @@ def main() -> None:
         "--methods", nargs="+", default=["cellrep_default", "scanpy", "celltypist", "singler"]
     )
     parser.add_argument(
-        "--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data"
+        "--data-dir",
+        type=Path,
+        default=Path(
+            os.environ.get("CELLREP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+        ),
     )
     parser.add_argument("--extra-dir", type=Path, default=cr.datasets.default_data_dir())
     args = parser.parse_args()
