@@ -243,7 +243,9 @@ def transfer_labels(
     random_state
         Seed for the PCA, the classifiers and Leiden.
 
-    Writes to ``query``: ``obs[f'{key}_pred']`` (categorical, with an ``'unknown'`` category
+    Returns
+    -------
+    ``None``. Writes to ``query`` ``obs[f'{key}_pred']`` (categorical, with an ``'unknown'`` category
     when ``unknown_threshold`` > 0), ``obs[f'{key}_confidence']`` (top probability),
     ``obs[f'{key}_reference_pvalue']`` (embedding methods), ``obs[f'{key}_certainty']``,
     ``obsm[f'{key}_proba']`` (cells × classes) and ``uns[f'{key}_transfer']`` with the
