@@ -265,6 +265,7 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help=f"only the settings {QUICK_SETTINGS} (for a loaded machine)"
     )
+    parser.add_argument("--settings", nargs="+", help="only these cellrep settings (e.g. cellrep_default)")
     args = parser.parse_args()
     if args.analyse:
         done = args.out / "results.csv"
@@ -282,6 +283,8 @@ def main() -> None:
     ]
     if args.quick:
         settings = [method for method in settings if method.name in QUICK_SETTINGS]
+    if args.settings:
+        settings = [method for method in settings if method.name in args.settings]
     methods = settings + list(args.peers)
     datasets = [name for group in args.groups for name in GROUPS[group]]
     data = {name: load(name, args.data_dir, args.extra_dir) for name in datasets}
