@@ -71,7 +71,10 @@ def test_ddp_strategy_names_and_per_process_batch():
         np.array_equal(a, b)
         for a, b in zip(shared_split(1000, None, None), (train, validation, test), strict=True)
     )
-    assert distributed_training({"devices": 2}, 128, n_obs=1000) == ({"devices": 2}, 128)
+    assert distributed_training({"devices": 1}, 128, n_obs=1000) == ({"devices": 1}, 128)
+    # several devices without a strategy: Lightning would pick 'ddp', so it gets the same checks
+    with pytest.raises(ValueError, match=r"python train\.py"):
+        distributed_training({"devices": 2}, 128, n_obs=1000)
 
 
 @pytest.mark.parametrize(

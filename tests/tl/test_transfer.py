@@ -72,7 +72,8 @@ def test_end_to_end_transfer_from_counts(ref_query, method):
     certainty = query.obs["cell_type_certainty"].to_numpy()
     pvalues = query.obs["cell_type_reference_pvalue"].to_numpy()
     np.testing.assert_allclose(certainty, proba.max(axis=1) * pvalues**0.25, rtol=1e-6)
-    expected = np.where(certainty < DEFAULT_UNKNOWN_THRESHOLD, "unknown", classes[proba.argmax(axis=1)])
+    threshold = DEFAULT_UNKNOWN_THRESHOLD if method == "logreg" else 0.0  # chosen for logreg only
+    expected = np.where(certainty < threshold, "unknown", classes[proba.argmax(axis=1)])
     np.testing.assert_array_equal(query.obs["cell_type_pred"].astype(str), expected)
     pd.testing.assert_series_equal(query.obs["cell_type"], truth)
     assert "X_linear" in ref.obsm
@@ -367,7 +368,7 @@ def test_empty_query_is_a_clear_error(method):
 
 def test_reference_pvalues_match_a_brute_force_count():
     rng = np.random.default_rng(0)
-    reference, query = rng.normal(size=(60, 3)), rng.normal(size=(25, 3)) * 1.5
+    reference, query = rng.normal(size=(60, 3)), rng.normal(size=(120, 3)) * 1.5
     distances = np.linalg.norm(reference[:, None] - reference[None], axis=2)
     np.fill_diagonal(distances, np.inf)  # leave-one-out
     calibration = np.sort(distances, axis=1)[:, :5].mean(axis=1)
@@ -391,3 +392,38 @@ def test_reference_pvalues_are_uniform_for_reference_like_cells_and_tiny_for_out
     pvalues = reference_pvalues(reference, outliers)
     np.testing.assert_allclose(pvalues[1900:], 1 / 2001)
     assert np.median(pvalues[:1900]) > 0.4
+
+
+def test_a_reference_class_named_unknown_is_refused_before_anything_is_written():
+    ref, query = typed_counts(seed=0), typed_counts(60, seed=1)
+    ref.obs["cell_type"] = ref.obs["cell_type"].cat.rename_categories({"type2": "unknown"})
+    ref_before, query_before = ref.copy(), query.copy()
+    with pytest.raises(ValueError, match=r"named 'unknown'.*unknown_threshold=0"):
+        cr.tl.transfer_labels(ref, query, labels_key="cell_type")
+    for after, before in ((ref, ref_before), (query, query_before)):
+        assert list(after.obsm) == list(before.obsm)
+        assert list(after.uns) == list(before.uns)
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type", unknown_threshold=0)
+    assert "unknown" in set(query.obs["cell_type_pred"].astype(str))
+
+
+def test_knn_with_fewer_reference_cells_than_neighbours():
+    ref, query = typed_counts(9, seed=0), typed_counts(30, seed=1)
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type", method="knn", linear_kwargs={"n_comps": 5})
+    assert query.obs["cell_type_pred"].notna().all()
+
+
+@pytest.mark.parametrize("method", ["sctop", "knn", "centroid", "local_logreg"])
+def test_default_unknown_call_is_for_logreg_only(method):
+    ref, query = typed_counts(seed=0), typed_counts(60, seed=1)
+    cr.tl.transfer_labels(ref, query, labels_key="cell_type", method=method)
+    assert "unknown" not in query.obs["cell_type_pred"].cat.categories
+    assert query.uns["cell_type_transfer"]["params"]["unknown_threshold"] == 0
+
+
+def test_a_small_query_is_compared_on_the_reference_scale():
+    """One query cell cannot be its own median: far from the reference it gets p = 1/(n+1), inside it p is large."""
+    rng = np.random.default_rng(2)
+    reference = rng.normal(size=(500, 4))
+    np.testing.assert_allclose(reference_pvalues(reference, np.full((1, 4), 20.0)), 1 / 501)
+    assert reference_pvalues(reference, np.zeros((1, 4)))[0] > 0.5

@@ -112,7 +112,7 @@ def dask_scheduler(spec: str, *, progress: bool = True, minimum_seconds: float =
             if not progress:
                 yield
                 return
-            with ProgressBar(minimum=minimum_seconds, dt=1.0, out=sys.stderr):
+            with ProgressBar(minimum=minimum_seconds, dt=0.1, out=sys.stderr):
                 yield
         return
     from distributed import Client, LocalCluster

@@ -29,8 +29,8 @@ def _relaunch_problem() -> str | None:
     """Why relaunching ``sys.argv`` (what ``strategy='ddp'`` does) would not rerun this training."""
     if "PYTEST_CURRENT_TEST" in os.environ:  # also set in pytest-xdist workers, whose argv is '-c'
         return "would rerun the test session"
-    if sys.argv[0] in ("", "-c"):
-        return "cannot rerun a `python -c` command or an interactive session"
+    if sys.argv[0] in ("", "-c", "-"):
+        return "cannot rerun a `python -c` command, a script read from stdin or an interactive session"
     return None
 
 
@@ -111,7 +111,13 @@ def distributed_training(trainer_kwargs: dict, batch_size: int, n_obs: int) -> t
     from lightning.pytorch.strategies import DDPStrategy, Strategy
 
     strategy = trainer_kwargs.get("strategy")
-    if strategy is None or strategy in ("auto", "single_device"):
+    devices = trainer_kwargs.get("devices")
+    several = (isinstance(devices, int) and not isinstance(devices, bool) and devices > 1) or (
+        isinstance(devices, list | tuple) and len(devices) > 1
+    )
+    if strategy in (None, "auto") and several:
+        strategy = "ddp"  # what Lightning picks for several devices: give it the DDP handling and checks
+    elif strategy is None or strategy in ("auto", "single_device"):
         return trainer_kwargs, batch_size
     kwargs = dict(trainer_kwargs)
     if not isinstance(strategy, str | DDPStrategy):

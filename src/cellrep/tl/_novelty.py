@@ -20,6 +20,9 @@ N_NEIGHBORS = 10
 #: within-dataset novel-type task before the median scaling was added: held-out AUROC 0.826
 #: (p^0.25), 0.802 (p^0.5), 0.774 (p^1), 0.767 for the top probability alone
 PVALUE_EXPONENT = 0.25
+#: below this many query cells the query's typical distance is not estimated (one cell would
+#: always be its own median): small queries are compared on the reference's scale
+MIN_QUERY_CELLS_TO_SCALE = 100
 #: reference cells (sampled beyond this) that form the index and the calibration set: the
 #: p-value needs only the distribution of reference distances, and the query cost stays bounded
 MAX_REFERENCE_CELLS = 20_000
@@ -40,6 +43,11 @@ def reference_pvalues(
         Neighbours averaged in the score (fewer when the reference is smaller).
     random_state
         Seed of the sample of reference cells when it holds more than ``MAX_REFERENCE_CELLS``.
+
+    For a query of at least ``MIN_QUERY_CELLS_TO_SCALE`` (100) cells, each side's distances
+    are divided by their median first: a query from another dataset or species, farther from
+    the reference as a whole, is then not novel, but a cell's p-value depends on the rest of
+    the query (a query made only of novel cells looks typical).
 
     Returns
     -------
@@ -66,8 +74,10 @@ def reference_pvalues(
     # A query from another dataset or species sits farther from the reference as a whole: each
     # side's distances are taken relative to its own median, so that only cells far beyond the
     # query's typical distance (a type the reference lacks, when it is a minority) stand out.
-    calibration = np.sort(calibration / _positive_median(calibration))
-    scores = scores / _positive_median(scores)
+    if query.shape[0] >= MIN_QUERY_CELLS_TO_SCALE:
+        calibration = calibration / _positive_median(calibration)
+        scores = scores / _positive_median(scores)
+    calibration = np.sort(calibration)
     at_least = calibration.size - np.searchsorted(calibration, scores, side="left")
     return (at_least + 1) / (calibration.size + 1)
 

@@ -161,7 +161,7 @@ def transfer_labels(
     use_rep: str | None = None,
     key_added: str | None = None,
     class_weight: str | None = "balanced",
-    unknown_threshold: float = DEFAULT_UNKNOWN_THRESHOLD,
+    unknown_threshold: float | None = None,
     C: float = DEFAULT_C,
     n_neighbors: int = 15,
     resolution: float = 1.0,
@@ -211,17 +211,22 @@ def transfer_labels(
         Class weighting of the logistic regressions (``'balanced'`` or ``None``).
     unknown_threshold
         Cells whose certainty is below it are called ``'unknown'`` (candidate types absent
-        from the reference); 0 never calls unknown. The certainty is the top probability ×
-        p^0.25, where p is the conformal p-value of the cell's mean distance to its 10
-        nearest reference cells in the shared embedding, each side's distances taken relative to
-        its own median so that a query shifted as a whole is not novel (see
-        ``obs[f'{key}_reference_pvalue']``; 1 for ``method='sctop'``, which has no embedding). The default 0.3 was chosen by
-        leave-one-dataset-out on the benchmark's novel-type task (each type held out of the
-        reference in turn; eight datasets plus the cross-dataset and cross-species pairs): on
-        held-out groups it called 18 % of the novel cells and 2 % of the known cells (3–5 %
-        across species) unknown. A novel type that resembles a reference type (monocytes vs
-        dendritic cells) is still often given that type: treat ``'unknown'`` as a lead, not
-        as a complete list of the types the reference lacks.
+        from the reference); 0 never calls unknown. ``None`` (default): 0.3 for
+        ``method='logreg'``, the classifier it was chosen for, and 0 for the other methods, whose
+        probabilities are on other scales. The certainty is the top probability × p^0.25,
+        where p (``obs[f'{key}_reference_pvalue']``, embedding methods only) is the conformal
+        p-value of the cell's mean distance to its 10 nearest reference cells in the shared
+        embedding. For a query of at least 100 cells, both sides' distances are taken relative
+        to their own median so that a query shifted as a whole (another lab, another species)
+        is not novel; p then also depends on the rest of the query, and a query made only of
+        novel cells looks typical. For ``method='sctop'`` the certainty is the top score.
+        The default 0.3 was chosen by leave-one-dataset-out on the benchmark's novel-type task
+        (each type held out of the reference in turn; eight datasets plus the cross-dataset
+        and cross-species pairs): on held-out groups it called 19 % of the novel cells and 2 %
+        of the known cells (3–5 % across species) unknown. It is a lead, not a census: a novel
+        type is missed when, projected on the reference's components, it lands among a
+        reference type (PBMC3k: 2 % of the held-out types' cells called unknown, see
+        docs/benchmarks.md); the call is most reliable for types far from every reference type.
     C
         Inverse L2 regularization strength of the logistic regressions (``'logreg'``,
         ``'local_logreg'``). The default 0.05 won the benchmark: strong regularization keeps
@@ -255,12 +260,22 @@ def transfer_labels(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    if not 0 <= unknown_threshold <= 1:
-        raise ValueError(f"unknown_threshold must be within [0, 1], got {unknown_threshold}.")
+    if unknown_threshold is None:
+        # chosen for the default classifier only: other methods' probabilities are on other scales
+        unknown_threshold = DEFAULT_UNKNOWN_THRESHOLD if method == "logreg" else 0.0
+    if not isinstance(unknown_threshold, int | float) or not 0 <= unknown_threshold <= 1:
+        raise ValueError(
+            f"unknown_threshold must be a number within [0, 1] or None, got {unknown_threshold!r}."
+        )
     if query.n_obs == 0:
         raise ValueError("The query has no cells (query.n_obs == 0): there is nothing to label.")
     usable = check_labels(ref, labels_key)
     labels = ref.obs[labels_key].astype(str).to_numpy()[usable]
+    if unknown_threshold > 0 and UNKNOWN in labels:
+        raise ValueError(
+            f"ref.obs[{labels_key!r}] has a class named {UNKNOWN!r}, the label of the unknown call: "
+            "rename it or pass unknown_threshold=0."
+        )
     genes, pvalues = None, None
     if method == "sctop":
         genes = shared_genes(ref.var_names, query.var_names)
@@ -276,17 +291,17 @@ def transfer_labels(
                 )
             else:
                 reference, target = _embeddings(ref, query, use_rep, standardize, layer)
-        classifier = make_classifier(
-            method,
-            class_weight=class_weight,
-            C=C,
-            n_neighbors=n_neighbors,
-            resolution=resolution,
-            min_cluster_size=min_cluster_size,
-            random_state=random_state,
-        ).fit(reference[usable], labels)
-        classes, proba = np.asarray(classifier.classes_).astype(str), classifier.predict_proba(target)
-        pvalues = reference_pvalues(reference[usable], target, random_state=random_state)
+            classifier = make_classifier(
+                method,
+                class_weight=class_weight,
+                C=C,
+                n_neighbors=int(min(n_neighbors, usable.sum())),
+                resolution=resolution,
+                min_cluster_size=min_cluster_size,
+                random_state=random_state,
+            ).fit(reference[usable], labels)
+            classes, proba = np.asarray(classifier.classes_).astype(str), classifier.predict_proba(target)
+            pvalues = reference_pvalues(reference[usable], target, random_state=random_state)
     _write_predictions(query, key_added or labels_key, classes, proba, unknown_threshold, pvalues)
     params = {
         "labels_key": labels_key,
