@@ -67,7 +67,7 @@ def cellrep_method(
     ``options`` go to :func:`cellrep.tl.linear_embedding` (``n_genes``, ``n_comps``,
     ``whiten``) or to the classifier (``C``, ``class_weight``, ``n_neighbors``, ...). With
     ``novelty`` the confidence is ``transfer_labels``' certainty (top probability ×
-    √ reference p-value) instead of the top probability.
+    reference p-value^0.25) instead of the top probability.
     """
     from ..tl._classifiers import make_classifier
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ DEFAULT_LINEAR_KWARGS = {"normalization": "log", "gene_selection": "hvg", "white
 DEFAULT_STANDARDIZE = "reference"
 DEFAULT_C = 0.05
 # Certainty below which a cell is called "unknown", chosen by leave-one-dataset-out on the
-# novel-type task (benchmarks/run_accuracy.py --novel, docs/benchmarks.md): each type held out
+# novel-type task (benchmarks/novelty_threshold.py, docs/benchmarks.md): each type held out
 # of the reference in turn, within eight datasets and across datasets and species; the
 # threshold with the best macro-F1 (the novel cells' label being "unknown") on the other
 # dataset groups is 0.3 for every held-out group.
@@ -263,7 +264,11 @@ def transfer_labels(
     if unknown_threshold is None:
         # chosen for the default classifier only: other methods' probabilities are on other scales
         unknown_threshold = DEFAULT_UNKNOWN_THRESHOLD if method == "logreg" else 0.0
-    if not isinstance(unknown_threshold, int | float) or not 0 <= unknown_threshold <= 1:
+    if (
+        isinstance(unknown_threshold, bool)
+        or not isinstance(unknown_threshold, Real)
+        or not 0 <= unknown_threshold <= 1
+    ):
         raise ValueError(
             f"unknown_threshold must be a number within [0, 1] or None, got {unknown_threshold!r}."
         )
