@@ -22,7 +22,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 _SUBMODULES = ("pp", "tl", "pl", "model", "datasets", "benchmark")
 
-__all__ = [*_SUBMODULES, "__version__", "read_lazy", "settings"]
+__all__ = [*_SUBMODULES, "__version__", "persist_counts", "read_lazy", "settings"]
 
 
 def __getattr__(name: str):
@@ -30,10 +30,10 @@ def __getattr__(name: str):
         module = importlib.import_module(f".{name}", __name__)
         globals()[name] = module
         return module
-    if name == "read_lazy":
-        from ._io import read_lazy
+    if name in ("read_lazy", "persist_counts"):
+        from . import _io
 
-        return read_lazy
+        return getattr(_io, name)
     raise AttributeError(f"module 'cellrep' has no attribute {name!r}")
 
 

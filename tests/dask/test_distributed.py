@@ -68,3 +68,18 @@ def test_linear_pipeline_on_two_worker_processes(client):
     )
     np.testing.assert_allclose(query_lazy.obsm["cell_type_proba"], query.obsm["cell_type_proba"], atol=1e-5)
     assert (query_lazy.obs["cell_type_pred"] == query.obs["cell_type_pred"]).all()
+
+
+def test_counts_held_by_the_workers_decode_to_the_same_pipeline(client):
+    counts = sparse.csr_matrix(synthetic_counts(500, 120, seed=2).astype(np.float32))
+    held = make_adata(da.from_array(counts, chunks=(100, -1), asarray=False))
+    cr.persist_counts(held)
+    # the workers count the held chunks' compact bytes (dask.sizeof), not a pickled object's
+    worker_bytes = sum(client.run(lambda dask_worker: dask_worker.data.fast.total_weight).values())
+    assert 0 < held.uns["persist_counts"]["bytes_held"] <= worker_bytes
+    in_memory = make_adata(counts)
+    for adata in (held, in_memory):
+        cr.pp.log_normalize(adata)
+        cr.pp.select_genes(adata, method="hvg", flavor="seurat", n_top=60)
+    np.testing.assert_array_equal(held.var["selected"], in_memory.var["selected"])
+    np.testing.assert_array_equal(held.X.compute().toarray(), in_memory.X.toarray())

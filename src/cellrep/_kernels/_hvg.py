@@ -31,7 +31,12 @@ def _transform(raw, expm1_scale, float32_values):
 
 @numba.njit(inline="always")
 def _add(sums, squares, positives, batch, column, raw, clip, expm1_scale, float32_values):
-    value = min(_transform(raw, expm1_scale, float32_values), clip[batch, column])
+    _add_transformed(sums, squares, positives, batch, column, raw, _transform(raw, expm1_scale, float32_values), clip)
+
+
+@numba.njit(inline="always")
+def _add_transformed(sums, squares, positives, batch, column, raw, transformed, clip):
+    value = min(transformed, clip[batch, column])
     sums[batch, column] += value
     squares[batch, column] += value * value
     if positives.shape[1] > 0 and raw > 0:
@@ -51,18 +56,16 @@ def blocked_csr_batch_moments(
             batch = batches[i]
             if batch < 0:
                 continue
+            # A cell's values take few distinct levels (counts 1, 2, ... times its size factor),
+            # so the un-logging (an expm1 per value, most of the time) is reused between equal neighbours.
+            last_raw = np.nan
+            last_value = np.nan
             for j in range(indptr[i], indptr[i + 1]):
-                _add(
-                    block_sums,
-                    block_squares,
-                    block_positives,
-                    batch,
-                    indices[j],
-                    data[j],
-                    clip,
-                    expm1_scale,
-                    float32_values,
-                )
+                raw = data[j]
+                if raw != last_raw:
+                    last_raw = raw
+                    last_value = _transform(raw, expm1_scale, float32_values)
+                _add_transformed(block_sums, block_squares, block_positives, batch, indices[j], raw, last_value, clip)
 
 
 @numba.njit(parallel=True, cache=True)
