@@ -100,14 +100,23 @@ class DaskRowBlocks:
         return f"DaskRowBlocks(shape={self.shape}, dtype={self.dtype}, n_blocks={len(self.array.chunks[0])})"
 
     def blocks(self) -> Iterator[tuple[object, slice]]:
-        """``(delayed in-memory matrix, rows)`` for every chunk of cells."""
-        bounds = row_bounds(self.array)
-        chunks = self.array.to_delayed().ravel()
-        side = [None] * len(chunks) if self.row_values is None else self.row_values.to_delayed().ravel()
-        make_block = self.make_block or _identity
-        for index, chunk in enumerate(chunks):
-            rows = slice(int(bounds[index]), int(bounds[index + 1]))
-            yield dask.delayed(make_block, pure=True)(chunk, side[index]), rows
+        """``(delayed in-memory matrix, rows)`` for every chunk of cells.
+
+        Built once per matrix and reused: the PCA's passes would otherwise spend a tenth of a
+        second each turning the same dask array into delayed chunks again.
+        """
+        cached = self.__dict__.get("_blocks")
+        if cached is None:
+            bounds = row_bounds(self.array)
+            chunks = self.array.to_delayed().ravel()
+            side = [None] * len(chunks) if self.row_values is None else self.row_values.to_delayed().ravel()
+            make_block = self.make_block or _identity
+            cached = [
+                (dask.delayed(make_block, pure=True)(chunk, side[index]), slice(int(bounds[index]), int(bounds[index + 1])))
+                for index, chunk in enumerate(chunks)
+            ]
+            object.__setattr__(self, "_blocks", cached)
+        return iter(cached)
 
     def take_rows(self, rows: np.ndarray):
         """The in-memory matrix of the (sorted) ``rows``: reads only the chunks that hold them."""
