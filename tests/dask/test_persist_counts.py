@@ -57,6 +57,13 @@ def test_values_that_are_not_counts_are_held_unchanged(values):
     np.testing.assert_array_equal(decode_block(encoded).toarray(), block.toarray())
 
 
+def test_boolean_chunks_round_trip():
+    block = sparse.csr_matrix(np.array([[True, False], [False, True]]))
+    decoded = decode_block(encode_block(block))
+    assert decoded.dtype == np.bool_
+    np.testing.assert_array_equal(decoded.toarray(), block.toarray())
+
+
 def test_pipeline_on_held_counts_equals_the_lazy_one():
     counts = sparse.csr_matrix(synthetic_counts(400, 120, seed=3).astype(np.float32))
     held, lazy = _lazy(counts, 100), _lazy(counts, 100)

@@ -49,6 +49,8 @@ def smallest_unsigned(maximum: int) -> np.dtype:
 
 def _compact_values(data: np.ndarray) -> np.ndarray:
     """``data`` as unsigned integers if every value is a non-negative integer, else unchanged."""
+    if data.dtype.kind not in "iuf":  # booleans, complex: held as they are
+        return data
     if data.size == 0:
         return data.astype(np.uint8)
     if np.issubdtype(data.dtype, np.integer):
