@@ -98,6 +98,16 @@ def test_cross_dataset_keeps_shared_genes_in_reference_order_and_shared_labels(l
     assert results.loc[0, "macro_f1"] > 0.9
 
 
+def test_cross_dataset_applies_the_overlap_rule_of_transfer_labels(labelled):
+    """USERTEST3: the harness refuses and warns on the same shared-gene figures as cr.tl.transfer_labels."""
+    query = labelled_counts(60, seed=3)
+    with pytest.raises(ValueError, match=r"Only 10 genes are shared .* at least 20 are needed"):
+        make_splits(labelled, "cell_type", tasks=["cross_dataset"], query=query[:, :10].copy())
+    with pytest.warns(UserWarning, match=r"Only 30 genes are shared by the reference \(40 genes\)"):
+        (split,) = make_splits(labelled, "cell_type", tasks=["cross_dataset"], query=query[:, 10:].copy())
+    assert list(split.train.var_names) == [f"g{j}" for j in range(10, 40)]
+
+
 def test_run_benchmark_gives_a_tidy_table(labelled):
     results = run_benchmark(
         labelled, "cell_type", methods=FAST_METHODS, tasks=["within"], seeds=[0, 1], progress=False

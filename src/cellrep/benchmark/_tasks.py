@@ -70,6 +70,21 @@ def leave_one_batch_out_splits(
         yield _pair("leave_one_batch_out", dataset, batch, train.copy(), test.copy(), labels_key)
 
 
+def cross_genes(ref_genes, query_genes) -> np.ndarray:
+    """The genes a cross task uses, in reference order, under ``transfer_labels``' one overlap rule.
+
+    No shared gene at all points to ``--orthologs``; fewer than 20 raise and fewer than 200 (or
+    half of the smaller panel) warn, as in :func:`cellrep.tl.transfer_labels`.
+    """
+    from ..tl._gene_overlap import shared_genes
+
+    if not pd.Index(ref_genes).isin(pd.Index(query_genes)).any():
+        raise ValueError(
+            "Reference and query share no genes; map one of them with `--orthologs` / `cr.tl.map_orthologs`."
+        )
+    return shared_genes(ref_genes, query_genes)
+
+
 def shared_cells_and_genes(ref, query, labels_key: str):
     """``ref`` and ``query`` restricted to their shared labels and shared genes (in reference order)."""
     ref = ref[check_labels(ref, labels_key)]
@@ -81,11 +96,7 @@ def shared_cells_and_genes(ref, query, labels_key: str):
         raise ValueError(
             f"Reference and query share fewer than two {labels_key!r} labels; nothing to transfer."
         )
-    genes = ref.var_names[ref.var_names.isin(query.var_names)]
-    if genes.size == 0:
-        raise ValueError(
-            "Reference and query share no genes; map one of them with `--orthologs` / `cr.tl.map_orthologs`."
-        )
+    genes = cross_genes(ref.var_names, query.var_names)
     ref = ref[ref_labels.isin(shared_labels).to_numpy(), genes].copy()
     query = query[query_labels.isin(shared_labels).to_numpy(), genes].copy()
     return ref, query
