@@ -308,3 +308,22 @@ def test_peers_train_from_the_reference(labelled, method):
     assert results.loc[0, "macro_f1"] > 0.9
     assert results.loc[0, "fit_seconds"] >= 0
     assert results.loc[0, "peak_memory_mb"] > 0
+
+
+@pytest.mark.parametrize("n_test", [30, 150])
+def test_cellrep_default_scores_novelty_as_transfer_labels_does(n_test):
+    """The harness's cellrep_default gives transfer_labels' certainty, also under 100 test cells (split conformal)."""
+    import cellrep as cr
+
+    adata = labelled_counts(150 + n_test, seed=0)  # the test cells are new draws of the same types
+    train, test = adata[:150].copy(), adata[150:].copy()
+    truth = test.obs.pop("cell_type").astype(str).to_numpy()
+    method = METHODS["cellrep_default"]
+    predicted, confidence = method.predict(method.fit(train.copy(), "cell_type", 0), test.copy())
+    cr.tl.transfer_labels(train, test, labels_key="cell_type")
+    classes = test.uns["cell_type_transfer"]["classes"]
+    np.testing.assert_array_equal(predicted, classes[test.obsm["cell_type_proba"].argmax(axis=1)])
+    np.testing.assert_allclose(confidence, test.obs["cell_type_certainty"], rtol=1e-5)
+    assert (predicted == truth).mean() > 0.95
+    # cells drawn like the reference: p-values near uniform (medians 0.66 with 30 cells, 0.50 with 150)
+    assert 0.3 < np.median(test.obs["cell_type_reference_pvalue"]) < 0.7

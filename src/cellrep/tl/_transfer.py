@@ -92,16 +92,35 @@ def _embeddings(ref, query, use_rep: str, standardize: str, layer):
     return reference, target
 
 
-def _held_out_pvalues(
-    ref, query, labels_key: str, genes: np.ndarray, standardize: str, layer, linear_kwargs, random_state: int
-):
-    """Split-conformal reference p-values of ``query`` under the embedding recipe of ``_shared_gene_embeddings``.
+def novelty_pvalues(ref, query, reference, target, *, labels_key: str, random_state: int, recipe=None):
+    """Reference p-values of the query cells (``cellrep.tl._novelty``), by the rule for the query's size.
 
-    ``linear_embedding`` is fitted again, on half of the labelled reference cells (each type
-    halved); the other half and the query are projected as the query was. This costs one more
-    embedding fit on at most ``MAX_REFERENCE_CELLS / 2`` cells, so it is done for small queries
-    only, where the query's own distances cannot be put on a common scale (see ``_novelty``).
+    Parameters
+    ----------
+    ref, query
+        The labelled reference cells the classifier was trained on, and the query (AnnData).
+    reference, target
+        Their coordinates in the shared embedding (cells × components).
+    labels_key
+        ``ref.obs`` column with the labels (the calibration split halves each type).
+    random_state
+        Seed of the split (and of the reference sample beyond ``MAX_REFERENCE_CELLS``).
+    recipe
+        ``(genes, standardize, layer, linear_kwargs)`` with which :func:`linear_embedding` made
+        the embedding (on ``ref``'s ``genes``) and :func:`project` mapped the query; ``None`` when
+        the embedding cannot be refitted (an existing ``use_rep``).
+
+    A query of fewer than ``MIN_QUERY_CELLS_TO_SCALE`` cells with a ``recipe`` (and a reference
+    of at least ``MIN_REFERENCE_CELLS_TO_SPLIT`` cells) is calibrated out of sample: the
+    embedding is fitted again on half of the reference, each type halved, and the other half and
+    the query are projected as the query was (:func:`held_out_pvalues`). That costs one more
+    embedding fit on at most ``MAX_REFERENCE_CELLS / 2`` cells, so larger queries keep
+    :func:`reference_pvalues`, whose median scaling makes the in-sample bias harmless.
     """
+    small = query.n_obs < MIN_QUERY_CELLS_TO_SCALE and ref.n_obs >= MIN_REFERENCE_CELLS_TO_SPLIT
+    if recipe is None or not small:
+        return reference_pvalues(reference, target, random_state=random_state)
+    genes, standardize, layer, linear_kwargs = recipe
     labels = ref.obs[labels_key].astype(str).to_numpy()
     fit_rows, held_out_rows = calibration_split(labels, random_state=random_state)
     fit_part = _on_genes(ref[fit_rows], genes, layer, [labels_key])
@@ -311,17 +330,15 @@ def transfer_labels(
                 random_state=random_state,
             ).fit(reference[usable], labels)
             classes, proba = np.asarray(classifier.classes_).astype(str), classifier.predict_proba(target)
-            if (
-                use_rep is None
-                and query.n_obs < MIN_QUERY_CELLS_TO_SCALE
-                and usable.sum() >= MIN_REFERENCE_CELLS_TO_SPLIT
-            ):
-                # a small query has no typical distance of its own: it is calibrated out of sample
-                pvalues = _held_out_pvalues(
-                    ref[usable], query, labels_key, genes, standardize, layer, linear_kwargs, random_state
-                )
-            else:
-                pvalues = reference_pvalues(reference[usable], target, random_state=random_state)
+            pvalues = novelty_pvalues(
+                ref[usable] if not usable.all() else ref,
+                query,
+                reference[usable],
+                target,
+                labels_key=labels_key,
+                random_state=random_state,
+                recipe=None if use_rep is not None else (genes, standardize, layer, linear_kwargs),
+            )
     _write_predictions(query, key_added or labels_key, classes, proba, unknown_threshold, pvalues)
     params = {
         "labels_key": labels_key,
