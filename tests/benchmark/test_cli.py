@@ -174,6 +174,11 @@ def bad_inputs(paths):
             "--data and --query: Only 10 genes are shared by the reference (40 genes) and the query "
             "(10 genes), 100% of the smaller panel; at least 20 are needed",
         ),
+        "too small for novel_type": (
+            ["--data", data, "--tasks", "novel_type"],
+            "--tasks novel_type needs at least 3 types and one with 10 or more cells in the 20% test part; "
+            "these data have 3 types with at most 6 test cells (90 cells in all): pass a larger --data",
+        ),
         "unknown method": (["--data", data, "--methods", "nope"], "unknown method(s) nope"),
         "unknown task": (["--data", data, "--tasks", "nope"], "unknown task(s) nope"),
     }
@@ -195,6 +200,7 @@ def bad_inputs(paths):
         "orthologs not a column",
         "query without cross task",
         "10 shared genes",
+        "too small for novel_type",
         "unknown method",
         "unknown task",
     ],

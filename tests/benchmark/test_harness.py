@@ -191,6 +191,23 @@ def test_method_registry_and_errors(labelled):
         run_benchmark(labelled, "cell_type", methods=["nope"], tasks=["within"], progress=False)
     with pytest.raises(ValueError, match="None of the tasks"):
         run_benchmark(labelled, "cell_type", methods=FAST_METHODS, tasks=["cross_dataset"], progress=False)
+    # the message says why each task gives no split (a 90-cell file is too small for novel_type)
+    single_batch = labelled.copy()
+    single_batch.obs["batch"] = "only"
+    with pytest.raises(ValueError, match="None of the tasks") as error:
+        run_benchmark(
+            single_batch,
+            "cell_type",
+            methods=FAST_METHODS,
+            tasks=["novel_type", "leave_one_batch_out", "cross_species"],
+            progress=False,
+        )
+    assert str(error.value) == (
+        "None of the tasks ['novel_type', 'leave_one_batch_out', 'cross_species'] applies to these inputs: "
+        "novel_type needs at least 3 types and one with 10 or more cells in the 20% test part; these data "
+        "have 3 types with at most 6 test cells (90 cells in all); leave_one_batch_out needs at least 2 "
+        "batches in obs['batch']; cross_species needs a query."
+    )
 
 
 def test_cross_species_benchmark_runs(human_mouse):

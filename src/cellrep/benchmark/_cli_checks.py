@@ -120,6 +120,14 @@ def check_tasks(args, data, query) -> None:
         raise InputError(
             "--query is only used by the cross tasks; add cross_dataset or cross_species to --tasks"
         )
+    if "novel_type" in requested:
+        from ._tasks import unavailable_tasks
+
+        reason = unavailable_tasks(data, args.labels_key_resolved, ["novel_type"], seed=args.seeds[0]).get(
+            "novel_type"
+        )
+        if reason:
+            raise InputError(f"--tasks {reason}: pass a larger --data or drop novel_type")
     if "leave_one_batch_out" in requested:
         if args.batch_key not in data.obs.columns:
             raise InputError(
