@@ -335,3 +335,16 @@ def test_a_cross_run_on_few_shared_genes_warns_as_transfer_labels_does(labelled,
     results = pd.read_csv(tmp_path / "out" / "results.csv")
     assert results[["n_train", "n_test"]].iloc[0].tolist() == [90, 60]
     assert results["error"].isna().iloc[0]  # an empty error column: the fit succeeded
+
+
+def test_help_describes_the_default_run():
+    """USERTEST3: the description names the default methods and the novel_type task, not 'every variant'."""
+    from cellrep.benchmark import DEFAULT_METHODS
+
+    bench = build_parser()._subparsers._group_actions[0].choices["benchmark"]
+    description = " ".join(bench.description.split())
+    assert "every cellrep linear variant" not in description
+    assert "(optionally) scVI" not in description
+    assert DEFAULT_METHODS == ("cellrep_default", "souza_mehta", "scanpy", "sctop", "celltypist", "singler")
+    for named in ("transfer_labels", "Souza-Mehta", "scanpy", "sctop", "CellTypist", "SingleR", "novel_type"):
+        assert named in description, named
