@@ -16,7 +16,7 @@ in-sample distances are larger than a fresh cell's (PBMC3k, 80-cell query, NK he
 2 019-cell reference: known cells' median p 0.95, NK 0.38). ``held_out_pvalues`` calibrates
 out of sample: the embedding is fitted again on half of the reference (``calibration_split``),
 the other half and the query are projected into it, and both are scored against the fitted
-half (same query: known median 0.56, NK 0.018; ``benchmarks/small_query_pvalues.py``).
+half (same query: known median 0.56, NK 0.019; ``benchmarks/small_query_pvalues.py``).
 """
 
 from __future__ import annotations

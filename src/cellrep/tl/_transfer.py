@@ -92,13 +92,15 @@ def _embeddings(ref, query, use_rep: str, standardize: str, layer):
     return reference, target
 
 
-def novelty_pvalues(ref, query, reference, target, *, labels_key: str, random_state: int, recipe=None):
+def novelty_pvalues(
+    ref, query, reference, target, *, labels_key: str, random_state: int, recipe=None, labelled=None
+):
     """Reference p-values of the query cells (``cellrep.tl._novelty``), by the rule for the query's size.
 
     Parameters
     ----------
     ref, query
-        The labelled reference cells the classifier was trained on, and the query (AnnData).
+        The reference the classifier was trained on, and the query (AnnData).
     reference, target
         Their coordinates in the shared embedding (cells × components).
     labels_key
@@ -109,6 +111,9 @@ def novelty_pvalues(ref, query, reference, target, *, labels_key: str, random_st
         ``(genes, standardize, layer, linear_kwargs)`` with which :func:`linear_embedding` made
         the embedding (on ``ref``'s ``genes``) and :func:`project` mapped the query; ``None`` when
         the embedding cannot be refitted (an existing ``use_rep``).
+    labelled
+        Boolean mask of the ``ref`` cells the classifier was trained on (default: all); only
+        they calibrate.
 
     A query of fewer than ``MIN_QUERY_CELLS_TO_SCALE`` cells with a ``recipe`` (and a reference
     of at least ``MIN_REFERENCE_CELLS_TO_SPLIT`` cells) is calibrated out of sample: the
@@ -117,14 +122,20 @@ def novelty_pvalues(ref, query, reference, target, *, labels_key: str, random_st
     embedding fit on at most ``MAX_REFERENCE_CELLS / 2`` cells, so larger queries keep
     :func:`reference_pvalues`, whose median scaling makes the in-sample bias harmless.
     """
-    small = query.n_obs < MIN_QUERY_CELLS_TO_SCALE and ref.n_obs >= MIN_REFERENCE_CELLS_TO_SPLIT
+    labelled = np.ones(ref.n_obs, dtype=bool) if labelled is None else np.asarray(labelled, dtype=bool)
+    small = query.n_obs < MIN_QUERY_CELLS_TO_SCALE and labelled.sum() >= MIN_REFERENCE_CELLS_TO_SPLIT
     if recipe is None or not small:
-        return reference_pvalues(reference, target, random_state=random_state)
+        return reference_pvalues(reference[labelled], target, random_state=random_state)
     genes, standardize, layer, linear_kwargs = recipe
-    labels = ref.obs[labels_key].astype(str).to_numpy()
-    fit_rows, held_out_rows = calibration_split(labels, random_state=random_state)
-    fit_part = _on_genes(ref[fit_rows], genes, layer, [labels_key])
-    held_out, light_query = _on_genes(ref[held_out_rows], genes, layer), _on_genes(query, genes, layer)
+    rows = np.flatnonzero(labelled)
+    # cells taken in name order: the split and the refit do not depend on the order of ref's cells
+    rows = rows[np.argsort(np.asarray(ref.obs_names[rows]), kind="stable")]
+    fit_rows, held_out_rows = calibration_split(
+        ref.obs[labels_key].astype(str).to_numpy()[rows], random_state=random_state
+    )
+    light_ref = _on_genes(ref, genes, layer, [labels_key])
+    fit_part, held_out = light_ref[rows[fit_rows]].copy(), light_ref[rows[held_out_rows]].copy()
+    light_query = _on_genes(query, genes, layer)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=LABEL_WARNINGS, category=UserWarning)
         linear_embedding(fit_part, labels_key=labels_key, key_added="X_linear", **linear_kwargs)
@@ -331,13 +342,14 @@ def transfer_labels(
             ).fit(reference[usable], labels)
             classes, proba = np.asarray(classifier.classes_).astype(str), classifier.predict_proba(target)
             pvalues = novelty_pvalues(
-                ref[usable] if not usable.all() else ref,
+                ref,
                 query,
-                reference[usable],
+                reference,
                 target,
                 labels_key=labels_key,
                 random_state=random_state,
                 recipe=None if use_rep is not None else (genes, standardize, layer, linear_kwargs),
+                labelled=usable,
             )
     _write_predictions(query, key_added or labels_key, classes, proba, unknown_threshold, pvalues)
     params = {
