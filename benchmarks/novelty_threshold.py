@@ -5,6 +5,7 @@ Usage::
     python benchmarks/novelty_threshold.py collect OUT.csv DATASET [DATASET ...]   # within-dataset
     python benchmarks/novelty_threshold.py cross OUT.csv PAIR [PAIR ...]           # across datasets/species
     python benchmarks/novelty_threshold.py choose OUT.csv [OUT.csv ...]            # the held-out tables
+    (collect and cross also take [--data-dir ../shared/data] [--extra-dir $CELLREP_DATA_DIR])
 
 ``collect``: the novel-type splits of the benchmark (one stratified 80/20 split, each type
 with ≥ 10 test cells removed from the training part in turn), ``transfer_labels`` with
@@ -14,12 +15,14 @@ truth and whether its type is novel. ``cross``: the same on the cross pairs (``b
 reference in turn. ``choose``: leave-one-dataset-out by dataset group (Baron, PBMC, each other
 dataset): for each held-out group, the threshold with the best mean macro-F1 on the other
 groups, where the novel cells' true label is ``'unknown'``, scored on the held-out group; for
-the top probability alone and for the certainty (top probability × p^0.25). Datasets come from
-``--data-dir`` (shared) and ``CELLREP_DATA_DIR`` (``cr.datasets`` loaders' cache).
+the top probability alone and for the certainty (top probability × p^0.25). Datasets are read
+as in ``run_accuracy.py``: from ``--data-dir`` (default ``../shared/data``), else ``--extra-dir``
+(default: the ``cr.datasets`` loaders' cache, ``CELLREP_DATA_DIR``).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -42,12 +45,10 @@ GROUPS = {
 THRESHOLDS = [0.0, *np.round(np.arange(0.05, 0.95, 0.05), 2)]
 
 
-def _load(name: str):
+def _load(name: str, dirs: tuple[Path, Path]):
     from run_accuracy import load
 
-    import cellrep as cr
-
-    return load(name, SHARED_DIR, cr.datasets.default_data_dir())
+    return load(name, *dirs)
 
 
 def _cells(dataset, split, reference, query, truth, novel) -> pd.DataFrame:
@@ -67,24 +68,24 @@ def _cells(dataset, split, reference, query, truth, novel) -> pd.DataFrame:
     )
 
 
-def collect(out: str, names: list[str]) -> None:
+def collect(out: str, names: list[str], dirs: tuple[Path, Path]) -> None:
     from cellrep.benchmark._tasks import novel_type_splits
 
     frames = []
     for name in names:
-        for split in novel_type_splits(_load(name), "cell_type", name, 0):
+        for split in novel_type_splits(_load(name, dirs), "cell_type", name, 0):
             frames.append(_cells(name, split.split, split.train, split.test, split.truth, split.novel))
             print(name, split.split, flush=True)
         pd.concat(frames).to_csv(out, index=False)
 
 
-def cross(out: str, names: list[str]) -> None:
+def cross(out: str, names: list[str], dirs: tuple[Path, Path]) -> None:
     from run_accuracy import coarse_pbmc_labels
 
     from cellrep.benchmark._tasks import cross_splits
 
-    human, mouse = _load("baron_human_subset"), _load("baron_mouse")
-    pbmc3k, zheng = (coarse_pbmc_labels(_load(name)) for name in ("pbmc3k", "zheng68k_reduced"))
+    human, mouse = _load("baron_human_subset", dirs), _load("baron_mouse", dirs)
+    pbmc3k, zheng = (coarse_pbmc_labels(_load(name, dirs)) for name in ("pbmc3k", "zheng68k_reduced"))
     pairs = {
         "baron_h->m": (human, mouse, "mouse_ortholog"),
         "baron_m->h": (mouse, human, "human_ortholog"),
@@ -153,11 +154,40 @@ def choose(files: list[str]) -> None:
         print("mean:", held.mean(numeric_only=True).round(3).to_dict())
 
 
-if __name__ == "__main__":
+PAIRS = ("baron_h->m", "baron_m->h", "pbmc3k->zheng", "zheng->pbmc3k")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command, what, help_ in (
+        ("collect", "dataset", "within-dataset novel-type splits of these datasets"),
+        ("cross", "pair", f"cross pairs among {', '.join(PAIRS)}"),
+    ):
+        sub = commands.add_parser(command, help=help_)
+        sub.add_argument("out", help="CSV written with one row per test cell")
+        sub.add_argument(what, nargs="+", choices=PAIRS if command == "cross" else None)
+        sub.add_argument(
+            "--data-dir", type=Path, default=SHARED_DIR, help="shared data (default: %(default)s)"
+        )
+        sub.add_argument("--extra-dir", type=Path, help="cr.datasets cache (default: CELLREP_DATA_DIR)")
+    choose_parser = commands.add_parser("choose", help="leave-one-dataset-out thresholds from collected CSVs")
+    choose_parser.add_argument("files", nargs="+", help="CSVs written by collect / cross")
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    command, out, *rest = sys.argv[1:]
-    {
-        "collect": lambda: collect(out, rest),
-        "cross": lambda: cross(out, rest),
-        "choose": lambda: choose([out, *rest]),
-    }[command]()
+    if args.command == "choose":
+        choose(args.files)
+        return
+    import cellrep as cr
+
+    dirs = (args.data_dir, args.extra_dir or cr.datasets.default_data_dir())
+    if args.command == "collect":
+        collect(args.out, args.dataset, dirs)
+    else:
+        cross(args.out, args.pair, dirs)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from tests.benchmark.conftest import labelled_counts
 
 from cellrep.benchmark import _cli
 from cellrep.benchmark._cli import build_parser, main, parse_arguments
@@ -128,6 +129,9 @@ def files(labelled, human_mouse, tmp_path):
     one_class.obs["cell_type"] = np.where(np.arange(one_class.n_obs) == 0, "rare", "common")
     paths["one_class"] = tmp_path / "one_class.h5ad"
     one_class.write_h5ad(paths["one_class"])
+    narrow = labelled_counts(60, seed=3)[:, :10].copy()  # 10 of the 40 genes of data.h5ad
+    paths["narrow"] = tmp_path / "narrow.h5ad"
+    narrow.write_h5ad(paths["narrow"])
     paths["out"] = tmp_path / "out"
     return paths
 
@@ -165,6 +169,16 @@ def bad_inputs(paths):
             ["--data", human, "--query", mouse, "--tasks", "within"],
             "only used by the cross tasks",
         ),
+        "10 shared genes": (
+            ["--data", data, "--query", str(paths["narrow"])],
+            "--data and --query: Only 10 genes are shared by the reference (40 genes) and the query "
+            "(10 genes), 100% of the smaller panel; at least 20 are needed",
+        ),
+        "too small for novel_type": (
+            ["--data", data, "--tasks", "novel_type"],
+            "--tasks novel_type needs at least 3 types and one with 10 or more cells in the 20% test part; "
+            "these data have 3 types with at most 6 test cells (90 cells in all): pass a larger --data",
+        ),
         "unknown method": (["--data", data, "--methods", "nope"], "unknown method(s) nope"),
         "unknown task": (["--data", data, "--tasks", "nope"], "unknown task(s) nope"),
     }
@@ -185,6 +199,8 @@ def bad_inputs(paths):
         "orthologs without query",
         "orthologs not a column",
         "query without cross task",
+        "10 shared genes",
+        "too small for novel_type",
         "unknown method",
         "unknown task",
     ],
@@ -299,3 +315,36 @@ def test_list_methods(capsys):
     assert code == 0
     assert "* cellrep_default" in out
     assert "  scvi" in out
+
+
+def test_a_cross_run_on_few_shared_genes_warns_as_transfer_labels_does(labelled, tmp_path, capsys):
+    """USERTEST3: 30 shared genes (fewer than 200) warn once, with transfer_labels' message, and the run goes on."""
+    labelled.write_h5ad(tmp_path / "data.h5ad")
+    labelled_counts(60, seed=3)[:, :30].copy().write_h5ad(tmp_path / "query.h5ad")
+    argv = ["benchmark", "--data", str(tmp_path / "data.h5ad"), "--query", str(tmp_path / "query.h5ad")]
+    argv += ["--methods", "cellrep_log_logreg", "--tasks", "cross_dataset", "--out", str(tmp_path / "out")]
+    with pytest.warns(UserWarning, match="genes are shared") as record:
+        code = main([*argv, "--no-progress"])
+    assert code == 0
+    overlap = [str(warning.message) for warning in record if "genes are shared" in str(warning.message)]
+    assert overlap == [
+        "Only 30 genes are shared by the reference (40 genes) and the query (30 genes), 100% of the smaller "
+        "panel (a transfer is reliable from 200 shared genes and half of the smaller panel); features are "
+        "chosen among these, and types told apart by other genes may be confused or called unknown."
+    ]
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert results[["n_train", "n_test"]].iloc[0].tolist() == [90, 60]
+    assert results["error"].isna().iloc[0]  # an empty error column: the fit succeeded
+
+
+def test_help_describes_the_default_run():
+    """USERTEST3: the description names the default methods and the novel_type task, not 'every variant'."""
+    from cellrep.benchmark import DEFAULT_METHODS
+
+    bench = build_parser()._subparsers._group_actions[0].choices["benchmark"]
+    description = " ".join(bench.description.split())
+    assert "every cellrep linear variant" not in description
+    assert "(optionally) scVI" not in description
+    assert DEFAULT_METHODS == ("cellrep_default", "souza_mehta", "scanpy", "sctop", "celltypist", "singler")
+    for named in ("transfer_labels", "Souza-Mehta", "scanpy", "sctop", "CellTypist", "SingleR", "novel_type"):
+        assert named in description, named

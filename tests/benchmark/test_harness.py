@@ -98,6 +98,16 @@ def test_cross_dataset_keeps_shared_genes_in_reference_order_and_shared_labels(l
     assert results.loc[0, "macro_f1"] > 0.9
 
 
+def test_cross_dataset_applies_the_overlap_rule_of_transfer_labels(labelled):
+    """USERTEST3: the harness refuses and warns on the same shared-gene figures as cr.tl.transfer_labels."""
+    query = labelled_counts(60, seed=3)
+    with pytest.raises(ValueError, match=r"Only 10 genes are shared .* at least 20 are needed"):
+        make_splits(labelled, "cell_type", tasks=["cross_dataset"], query=query[:, :10].copy())
+    with pytest.warns(UserWarning, match=r"Only 30 genes are shared by the reference \(40 genes\)"):
+        (split,) = make_splits(labelled, "cell_type", tasks=["cross_dataset"], query=query[:, 10:].copy())
+    assert list(split.train.var_names) == [f"g{j}" for j in range(10, 40)]
+
+
 def test_run_benchmark_gives_a_tidy_table(labelled):
     results = run_benchmark(
         labelled, "cell_type", methods=FAST_METHODS, tasks=["within"], seeds=[0, 1], progress=False
@@ -181,6 +191,23 @@ def test_method_registry_and_errors(labelled):
         run_benchmark(labelled, "cell_type", methods=["nope"], tasks=["within"], progress=False)
     with pytest.raises(ValueError, match="None of the tasks"):
         run_benchmark(labelled, "cell_type", methods=FAST_METHODS, tasks=["cross_dataset"], progress=False)
+    # the message says why each task gives no split (a 90-cell file is too small for novel_type)
+    single_batch = labelled.copy()
+    single_batch.obs["batch"] = "only"
+    with pytest.raises(ValueError, match="None of the tasks") as error:
+        run_benchmark(
+            single_batch,
+            "cell_type",
+            methods=FAST_METHODS,
+            tasks=["novel_type", "leave_one_batch_out", "cross_species"],
+            progress=False,
+        )
+    assert str(error.value) == (
+        "None of the tasks ['novel_type', 'leave_one_batch_out', 'cross_species'] applies to these inputs: "
+        "novel_type needs at least 3 types and one with 10 or more cells in the 20% test part; these data "
+        "have 3 types with at most 6 test cells (90 cells in all); leave_one_batch_out needs at least 2 "
+        "batches in obs['batch']; cross_species needs a query."
+    )
 
 
 def test_cross_species_benchmark_runs(human_mouse):
@@ -298,3 +325,22 @@ def test_peers_train_from_the_reference(labelled, method):
     assert results.loc[0, "macro_f1"] > 0.9
     assert results.loc[0, "fit_seconds"] >= 0
     assert results.loc[0, "peak_memory_mb"] > 0
+
+
+@pytest.mark.parametrize("n_test", [30, 150])
+def test_cellrep_default_scores_novelty_as_transfer_labels_does(n_test):
+    """The harness's cellrep_default gives transfer_labels' certainty, also under 100 test cells (split conformal)."""
+    import cellrep as cr
+
+    adata = labelled_counts(150 + n_test, seed=0)  # the test cells are new draws of the same types
+    train, test = adata[:150].copy(), adata[150:].copy()
+    truth = test.obs.pop("cell_type").astype(str).to_numpy()
+    method = METHODS["cellrep_default"]
+    predicted, confidence = method.predict(method.fit(train.copy(), "cell_type", 0), test.copy())
+    cr.tl.transfer_labels(train, test, labels_key="cell_type")
+    classes = test.uns["cell_type_transfer"]["classes"]
+    np.testing.assert_array_equal(predicted, classes[test.obsm["cell_type_proba"].argmax(axis=1)])
+    np.testing.assert_allclose(confidence, test.obs["cell_type_certainty"], rtol=1e-5)
+    assert (predicted == truth).mean() > 0.95
+    # cells drawn like the reference: p-values near uniform (medians 0.66 with 30 cells, 0.50 with 150)
+    assert 0.3 < np.median(test.obs["cell_type_reference_pvalue"]) < 0.7

@@ -1,3 +1,5 @@
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -427,3 +429,30 @@ def test_a_small_query_is_compared_on_the_reference_scale():
     reference = rng.normal(size=(500, 4))
     np.testing.assert_allclose(reference_pvalues(reference, np.full((1, 4), 20.0)), 1 / 501)
     assert reference_pvalues(reference, np.zeros((1, 4)))[0] > 0.5
+
+
+@pytest.mark.parametrize("method", ["logreg", "knn", "sctop"])
+def test_a_query_panel_inside_the_reference_warns_when_it_has_few_genes(method):
+    """USERTEST3: 80 query genes, all in the reference, are 100 % of the smaller panel but too few: one warning."""
+    adata = cr.datasets.pbmc68k_reduced_counts()
+    is_ref = np.arange(adata.n_obs) % 5 != 0
+    ref, query = adata[is_ref].copy(), adata[~is_ref].copy()
+    genes = np.random.default_rng(0).choice(adata.var_names, 80, replace=False)
+    small_panel = query[:, genes].copy()
+    with pytest.warns(
+        UserWarning,
+        match=r"Only 80 genes are shared by the reference \(765 genes\) and the query \(80 genes\), "
+        r"100% of the smaller panel \(a transfer is reliable from 200 shared genes",
+    ):
+        cr.tl.transfer_labels(ref, small_panel, labels_key="bulk_labels", method=method)
+    assert len(small_panel.uns["bulk_labels_transfer"]["shared_genes"]) == 80
+    # 300 genes, all in the reference: no overlap warning
+    wide_panel = query[:, adata.var_names[:300]].copy()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Only .* genes are shared", category=UserWarning)
+        cr.tl.transfer_labels(ref, wide_panel, labels_key="bulk_labels", method=method)
+    if method == "logreg":
+        # what the warning is about: with 80 genes 20 % of these known cells are called unknown, with 300 8 %
+        for panel, expected in ((small_panel, 0.2), (wide_panel, 0.08)):
+            unknown = (panel.obs["bulk_labels_pred"] == "unknown").mean()
+            assert unknown == pytest.approx(expected, abs=0.03)

@@ -57,10 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser(
         "benchmark",
-        help="benchmark label transfer (cellrep vs scanpy, scTOP, scVI)",
+        help="benchmark label transfer (cellrep vs scanpy, scTOP, CellTypist, SingleR, scVI, ...)",
         description=(
-            "Benchmark label transfer: every cellrep linear variant against the scanpy standard pipeline, "
-            "the sctop package and (optionally) scVI. Without --data it runs offline on the embedded "
+            "Benchmark label transfer: by default cellrep's transfer_labels and the Souza-Mehta recipe "
+            "against the scanpy standard pipeline, the sctop package, CellTypist and SingleR, on every task "
+            "the inputs allow (see the method set below; --tasks novel_type adds the novel-type task). "
+            "Without --data it runs offline on the embedded "
             "PBMC68k subset (cr.datasets.pbmc68k_reduced_counts, labels 'bulk_labels'). Prints a table "
             "and writes results.csv, summary.md and benchmark.png to --out. Fit times exclude the "
             "one-off numba compilation, which a warm-up on a few cells does first."

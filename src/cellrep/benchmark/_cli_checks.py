@@ -6,6 +6,7 @@ that names the option to change.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,14 @@ def check_tasks(args, data, query) -> None:
         raise InputError(
             "--query is only used by the cross tasks; add cross_dataset or cross_species to --tasks"
         )
+    if "novel_type" in requested:
+        from ._tasks import unavailable_tasks
+
+        reason = unavailable_tasks(data, args.labels_key_resolved, ["novel_type"], seed=args.seeds[0]).get(
+            "novel_type"
+        )
+        if reason:
+            raise InputError(f"--tasks {reason}: pass a larger --data or drop novel_type")
     if "leave_one_batch_out" in requested:
         if args.batch_key not in data.obs.columns:
             raise InputError(
@@ -129,6 +138,7 @@ def check_tasks(args, data, query) -> None:
                 f"--tasks leave_one_batch_out needs at least 2 batches in obs[{args.batch_key!r}]"
             )
     if query is not None:
+        check_shared_genes(data, query, args.orthologs)
         shared = np.intersect1d(
             data.obs[args.labels_key_resolved].dropna().astype(str).unique(),
             query.obs[args.labels_key_resolved].dropna().astype(str).unique(),
@@ -138,6 +148,23 @@ def check_tasks(args, data, query) -> None:
                 f"--data and --query share {shared.size} {args.labels_key_resolved!r} label(s); "
                 f"the cross tasks need at least {MIN_CLASSES}"
             )
+
+
+def check_shared_genes(data, query, orthologs: str | None) -> None:
+    """The cross task's genes pass ``transfer_labels``' overlap rule (its warning comes when the split is made)."""
+    from ..tl._orthologs import _ortholog_series
+    from ._tasks import cross_genes
+
+    genes = data.var_names
+    if orthologs is not None:
+        genes = pd.Index(pd.unique(_ortholog_series(data, orthologs, None, None).dropna()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            cross_genes(genes, query.var_names)
+        except ValueError as error:
+            named = " (after --orthologs)" if orthologs is not None else ""
+            raise InputError(f"--data{named} and --query: {error}") from error
 
 
 def load_inputs(args) -> Inputs:

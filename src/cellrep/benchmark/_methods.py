@@ -83,12 +83,12 @@ def cellrep_method(
             train, labels_key=labels_key, normalization=normalization, random_state=seed, **embedding_options
         )
         model = make_classifier(classifier, random_state=seed, **classifier_options)
-        return train, model.fit(train.obsm["X_linear"], _labels(train, labels_key))
+        return train, model.fit(train.obsm["X_linear"], _labels(train, labels_key)), labels_key, seed
 
     def predict(fitted, test) -> np.ndarray:
         from ..tl import project
 
-        train, model = fitted
+        train, model, labels_key, seed = fitted
         project(test, train, standardize=standardize)
         coordinates = test.obsm["X_linear"]
         if not hasattr(model, "predict_proba"):
@@ -96,10 +96,19 @@ def cellrep_method(
         proba = model.predict_proba(coordinates)
         confidence = proba.max(axis=1)
         if novelty:
-            from ..tl._novelty import certainty, reference_pvalues
+            from ..tl._novelty import certainty
+            from ..tl._transfer import novelty_pvalues
 
-            pvalues = reference_pvalues(
-                train.obsm["X_linear"], coordinates, random_state=getattr(model, "random_state", 0)
+            # the embedding recipe of fit, refitted on half of train for a small test set
+            linear_kwargs = {"normalization": normalization, "random_state": seed, **embedding_options}
+            pvalues = novelty_pvalues(
+                train,
+                test,
+                train.obsm["X_linear"],
+                coordinates,
+                labels_key=labels_key,
+                random_state=getattr(model, "random_state", 0),
+                recipe=(np.asarray(train.var_names), standardize, None, linear_kwargs),
             )
             confidence = certainty(confidence, pvalues)
         return np.asarray(model.classes_)[proba.argmax(axis=1)].astype(str), confidence

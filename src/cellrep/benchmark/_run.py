@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ._methods import Method, resolve_methods
-from ._tasks import DEFAULT_TASKS, Split, make_splits
+from ._tasks import DEFAULT_TASKS, Split, make_splits, unavailable_tasks
 
 COLUMNS = (
     "task",
@@ -197,8 +197,17 @@ def run_benchmark(
         seeds=seeds,
     )
     if not splits:
+        reasons = unavailable_tasks(
+            adata,
+            labels_key,
+            tasks,
+            query=query,
+            orthologs=orthologs,
+            batch_key=batch_key,
+            seed=seeds[0] if len(seeds) else 0,
+        )
         raise ValueError(
-            f"None of the tasks {list(tasks)} applies to these inputs (a query is needed for the cross tasks)."
+            f"None of the tasks {list(tasks)} applies to these inputs: {'; '.join(reasons.values())}."
         )
     rows = []
     progress_bar = tqdm(total=len(splits) * len(resolved), disable=not progress, desc="benchmark", unit="fit")

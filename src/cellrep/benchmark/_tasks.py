@@ -70,6 +70,21 @@ def leave_one_batch_out_splits(
         yield _pair("leave_one_batch_out", dataset, batch, train.copy(), test.copy(), labels_key)
 
 
+def cross_genes(ref_genes, query_genes) -> np.ndarray:
+    """The genes a cross task uses, in reference order, under ``transfer_labels``' one overlap rule.
+
+    No shared gene at all points to ``--orthologs``; fewer than 20 raise and fewer than 200 (or
+    half of the smaller panel) warn, as in :func:`cellrep.tl.transfer_labels`.
+    """
+    from ..tl._gene_overlap import shared_genes
+
+    if not pd.Index(ref_genes).isin(pd.Index(query_genes)).any():
+        raise ValueError(
+            "Reference and query share no genes; map one of them with `--orthologs` / `cr.tl.map_orthologs`."
+        )
+    return shared_genes(ref_genes, query_genes)
+
+
 def shared_cells_and_genes(ref, query, labels_key: str):
     """``ref`` and ``query`` restricted to their shared labels and shared genes (in reference order)."""
     ref = ref[check_labels(ref, labels_key)]
@@ -81,11 +96,7 @@ def shared_cells_and_genes(ref, query, labels_key: str):
         raise ValueError(
             f"Reference and query share fewer than two {labels_key!r} labels; nothing to transfer."
         )
-    genes = ref.var_names[ref.var_names.isin(query.var_names)]
-    if genes.size == 0:
-        raise ValueError(
-            "Reference and query share no genes; map one of them with `--orthologs` / `cr.tl.map_orthologs`."
-        )
+    genes = cross_genes(ref.var_names, query.var_names)
     ref = ref[ref_labels.isin(shared_labels).to_numpy(), genes].copy()
     query = query[query_labels.isin(shared_labels).to_numpy(), genes].copy()
     return ref, query
@@ -106,13 +117,8 @@ def cross_splits(
     yield _pair(task, f"{dataset}->{query_name}", "all", ref, target, labels_key)
 
 
-def novel_type_splits(adata, labels_key: str, dataset: str, seed: int = 0) -> Iterator[Split]:
-    """One stratified 80/20 split; each type with enough test cells is removed in turn from the training part.
-
-    The test part keeps every cell, so the held-out type is novel to the reference. Types are
-    held out only if at least two others remain and the test part holds at least
-    ``NOVEL_MIN_TEST_CELLS`` of its cells.
-    """
+def _novel_type_parts(adata, labels_key: str, seed: int):
+    """The stratified 80/20 split of ``novel_type_splits``, the types it can hold out, and why not."""
     from sklearn.model_selection import train_test_split
 
     adata = adata[check_labels(adata, labels_key)]
@@ -121,15 +127,55 @@ def novel_type_splits(adata, labels_key: str, dataset: str, seed: int = 0) -> It
         np.arange(adata.n_obs), test_size=TEST_SIZE, stratify=labels, random_state=seed
     )
     types, test_counts = np.unique(labels[test], return_counts=True)
-    if types.size < 3:
-        return
-    for cell_type in types[test_counts >= NOVEL_MIN_TEST_CELLS]:
+    held_out = types[test_counts >= NOVEL_MIN_TEST_CELLS] if types.size >= 3 else types[:0]
+    reason = ""
+    if held_out.size == 0:
+        reason = (
+            f"novel_type needs at least 3 types and one with {NOVEL_MIN_TEST_CELLS} or more cells in the "
+            f"{TEST_SIZE:.0%} test part; these data have {types.size} types with at most "
+            f"{test_counts.max()} test cells ({len(labels)} cells in all)"
+        )
+    return adata, labels, train, test, held_out, reason
+
+
+def novel_type_splits(adata, labels_key: str, dataset: str, seed: int = 0) -> Iterator[Split]:
+    """One stratified 80/20 split; each type with enough test cells is removed in turn from the training part.
+
+    The test part keeps every cell, so the held-out type is novel to the reference. Types are
+    held out only if at least two others remain and the test part holds at least
+    ``NOVEL_MIN_TEST_CELLS`` of its cells.
+    """
+    adata, labels, train, test, held_out, _reason = _novel_type_parts(adata, labels_key, seed)
+    for cell_type in held_out:
         kept = train[labels[train] != cell_type]
         split = _pair(
             "novel_type", dataset, f"novel:{cell_type}", adata[kept].copy(), adata[test].copy(), labels_key
         )
         split.novel = split.truth == cell_type
         yield split
+
+
+def unavailable_tasks(
+    adata, labels_key: str, tasks: Sequence[str], *, query=None, orthologs=None, batch_key="batch", seed=0
+) -> dict[str, str]:
+    """Why each of ``tasks`` gives no split with these inputs (tasks that do are left out)."""
+    reasons = {}
+    for task in tasks:
+        if task == "leave_one_batch_out" and (
+            batch_key is None or batch_key not in adata.obs or adata.obs[batch_key].nunique() < 2
+        ):
+            reasons[task] = f"leave_one_batch_out needs at least 2 batches in obs[{batch_key!r}]"
+        elif task == "novel_type":
+            reason = _novel_type_parts(adata, labels_key, seed)[-1]
+            if reason:
+                reasons[task] = reason
+        elif task in ("cross_dataset", "cross_species") and query is None:
+            reasons[task] = f"{task} needs a query"
+        elif task == "cross_species" and orthologs is None:
+            reasons[task] = "cross_species needs orthologs"
+        elif task == "cross_dataset" and orthologs is not None:
+            reasons[task] = "with orthologs the cross task is cross_species"
+    return reasons
 
 
 def make_splits(
