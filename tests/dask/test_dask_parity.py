@@ -158,7 +158,7 @@ def test_select_genes_hvg(kind, flavor, batch_key):
             assert (left.astype(str) == right.astype(str)).all(), column
 
 
-@pytest.mark.parametrize("solver", ["krylov", "covariance_eigh"])
+@pytest.mark.parametrize("solver", ["auto", "krylov", "covariance_krylov", "covariance_eigh"])
 @pytest.mark.parametrize(
     "options", [{}, {"standardize": True}, {"zero_center": False}, {"whiten": True}], ids=str
 )
@@ -261,13 +261,14 @@ def test_sctop_score(kind):
     assert (lazy.obs["sctop_label"] == expected.obs["sctop_label"]).all()
 
 
-def test_pca_krylov_matches_in_memory_beyond_the_basis(kind):
-    """More genes than the Krylov basis holds: the dask Krylov solver follows the same iteration."""
+@pytest.mark.parametrize("solver", ["auto", "krylov", "covariance_krylov"])
+def test_pca_krylov_matches_in_memory_beyond_the_basis(kind, solver):
+    """More genes than the Krylov basis holds: both dask Krylov solvers follow the same iteration."""
     expected, lazy = pair(kind, n_cells=500, n_genes=300)
     for adata in (expected, lazy):
         cr.pp.log_normalize(adata)
     cr.tl.pca(expected, n_comps=5, n_threads=1)
-    cr.tl.pca(lazy, n_comps=5, solver="krylov")
+    cr.tl.pca(lazy, n_comps=5, solver=solver)
     assert_same(expected.obsm["X_pca"], lazy.obsm["X_pca"])
     np.testing.assert_allclose(lazy.uns["pca"]["variance"], expected.uns["pca"]["variance"], rtol=RTOL)
 
@@ -277,8 +278,9 @@ def test_pca_solver_errors():
     with pytest.raises(ValueError, match="dask arrays"):
         cr.tl.pca(make_adata(lazy.X.compute()), n_comps=5, solver="covariance_eigh")
     cr.pp.rank_probit(lazy)
-    with pytest.raises(ValueError, match="plain dask arrays"):
-        cr.tl.pca(lazy, layer="rank_probit", n_comps=5, solver="covariance_eigh")
+    for solver in ("covariance_eigh", "covariance_krylov"):
+        with pytest.raises(ValueError, match="plain dask arrays"):
+            cr.tl.pca(lazy, layer="rank_probit", n_comps=5, solver=solver)
 
 
 def test_layout_errors_say_how_to_rechunk():

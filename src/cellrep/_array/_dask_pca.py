@@ -1,22 +1,24 @@
-"""PCA of dask-backed matrices: the block-Krylov solver with distributed products, or a Gram matrix.
+"""PCA of dask-backed matrices: the block-Krylov solver over distributed products or over a Gram matrix.
 
-``solver='krylov'`` (default) is the in-memory solver of :mod:`cellrep._array._pca` with its
-products distributed: each Krylov step is one pass that adds the per-chunk ``A_bᵀ (A_b Q)``
-(genes × block width) in a tree, so the cells never meet on one machine. Centring and
-scaling stay implicit (:class:`~cellrep._array._pca_operator.CenteredScaledOperator` on each
-chunk) and no dense cells × genes block exists. The Rayleigh–Ritz matrix comes from these
-products, the component variances from its eigenvalues, and the scores ``A V`` stay a lazy
-dask array. Passes: one for the column moments, one for the start (a random sample of
-cells, read once), ``n_power_iter + 1`` Krylov steps.
+``solver='krylov'`` is the in-memory solver of :mod:`cellrep._array._pca` with its products
+distributed: each Krylov step is one pass that adds the per-chunk ``A_bᵀ (A_b Q)`` (genes ×
+block width) in a tree, so the cells never meet on one machine. Centring and scaling stay
+implicit (:class:`~cellrep._array._pca_operator.CenteredScaledOperator` on each chunk) and no
+dense cells × genes block exists. Passes: one for the column moments, one for the start (a
+random sample of cells), ``n_power_iter + 1`` Krylov steps; the scores ``A V`` stay lazy.
 
-``solver='covariance_eigh'`` is scanpy's dask solver: one pass adds the per-chunk genes × genes
-Gram matrices ``X_bᵀ X_b`` and column sums, then a dense ``eigh``; it holds a genes × genes
-float64 matrix per task, so it is meant for selected genes (a few thousand), and for plain
-matrices (not rank-probit or Pearson residuals). Its eigenvectors are exact and it reads the
-data once instead of ``n_power_iter + 3`` times, but a chunk's Gram matrix costs ``nnz²`` per
-cell (``genes²`` for dense chunks) against ``~2300 nnz`` for all Krylov steps: on 200 000
-cells × 2000 selected genes it took 52 s against Krylov's 32 s (docs/benchmarks.md), so
-``solver='auto'`` (default) is Krylov, which also equals the in-memory result.
+``solver='covariance_krylov'`` reads the data once for the genes × genes Gram matrix ``XᵀX``
+(the chunks' float64 Gram matrices and column sums, added in a tree), centres and scales it,
+and runs the same Krylov iteration on it in memory (``AᵀA Q`` is then one small dense
+product): the same start, the same Krylov space and so the in-memory result to rounding, with
+one pass over the cells instead of ``n_power_iter + 2``. It holds a genes × genes float64
+matrix per task, so it serves selected genes (up to ``MAX_GRAM_GENES``) of plain matrices.
+``solver='auto'`` picks it there (on 1 000 000 cells × 2000 selected genes it took 33 s where
+the distributed Krylov steps took 52 s; docs/benchmarks.md), and ``'krylov'`` otherwise.
+
+``solver='covariance_eigh'`` is scanpy's dask solver: the same Gram pass, then a full dense
+``eigh`` (exact eigenvectors; the ``eigh`` of a few thousand genes costs seconds of one
+process, where the Krylov iteration on the Gram matrix costs a fraction).
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ from ._pca import (
 )
 from ._pca_operator import build_operator, column_mean_var, column_sums_squares, mean_var_from_sums
 
-SOLVERS = ("auto", "krylov", "covariance_eigh")
+SOLVERS = ("auto", "krylov", "covariance_krylov", "covariance_eigh")
+GRAM_SOLVERS = ("covariance_krylov", "covariance_eigh")
+#: genes up to which a chunk's dense float64 Gram matrix (128 MiB at 4096) is held per task
+MAX_GRAM_GENES = 4096
 
 
 def _checked_block(block):
@@ -116,12 +121,18 @@ def _block_gram(block):
     return values.T @ values, values.sum(axis=0)
 
 
-def _covariance_top_vectors(gram, sums, n_rows, n_vectors, center, scale):
-    """Top eigenvectors of ``AᵀA`` and its eigenvalues, from the raw Gram matrix ``XᵀX`` and column sums."""
+def _centred_scaled_gram(gram, sums, n_rows, center, scale):
+    """``AᵀA`` for ``A = (X − 1cᵀ) diag(1/s)``, from the raw Gram matrix ``XᵀX`` and the column sums."""
     if center is not None:
         gram = gram - np.outer(center, sums) - np.outer(sums, center) + n_rows * np.outer(center, center)
     if scale is not None:
         gram = gram / np.outer(scale, scale)
+    return gram
+
+
+def _covariance_top_vectors(gram, sums, n_rows, n_vectors, center, scale):
+    """Top eigenvectors of ``AᵀA`` and its eigenvalues, from the raw Gram matrix ``XᵀX`` and column sums."""
+    gram = _centred_scaled_gram(gram, sums, n_rows, center, scale)
     eigenvalues, eigenvectors = linalg.eigh(gram, check_finite=False)
     top = np.argsort(eigenvalues)[::-1][:n_vectors]
     return eigenvectors[:, top], eigenvalues[top]
@@ -146,7 +157,7 @@ def _(
 ):
     """:func:`cellrep._array._pca.pca_matrix` of a dask-backed matrix; the scores stay lazy.
 
-    ``solver``: ``'krylov'`` (also ``'auto'``) or ``'covariance_eigh'``; see the module docstring.
+    ``solver``: ``'auto'``, ``'krylov'``, ``'covariance_krylov'`` or ``'covariance_eigh'``; see the module docstring.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
@@ -156,12 +167,12 @@ def _(
         raise ValueError(
             f"n_comps={n_comps} is out of range: it must be between 1 and min(n_cells, n_genes) = {min(n_rows, n_cols)}."
         )
-    if solver == "auto":  # measured faster (benchmarks/bench_dask.py), and the same result as in memory
-        solver = "krylov"
-    if solver == "covariance_eigh":
+    if solver == "auto":  # one pass where the Gram matrix is small (benchmarks/bench_dask.py)
+        solver = "covariance_krylov" if matrix.make_block is None and n_cols <= MAX_GRAM_GENES else "krylov"
+    if solver in GRAM_SOLVERS:
         if matrix.make_block is not None:
             raise ValueError(
-                "solver='covariance_eigh' works on plain dask arrays only; use solver='krylov' for rank-probit "
+                f"solver={solver!r} works on plain dask arrays only; use solver='krylov' for rank-probit "
                 "values or Pearson residuals."
             )
         gram, sums = blockwise_sum(_block_gram, matrix)  # the column moments come with it
@@ -189,11 +200,19 @@ def _(
             sample = build_operator(_checked_block(matrix.take_rows(rows)), **centring)
             start = sample.rmatmat(rng.standard_normal((rows.size, width)), low_precision=True)
 
-        def gram(basis):
-            return blockwise_sum(_gram_block, matrix, basis=basis, **centring)
+        if solver == "covariance_krylov":
+            normal_matrix = _centred_scaled_gram(gram, sums, n_rows, mean, scale)
+
+            def normal_times(basis):
+                return normal_matrix @ basis
+
+        else:
+
+            def normal_times(basis):
+                return blockwise_sum(_gram_block, matrix, basis=basis, **centring)
 
         vectors, sums_of_squares = _krylov_top_vectors(
-            gram, start, n_cols, n_comps, width=width, n_blocks=n_power_iter + 1, rng=rng
+            normal_times, start, n_cols, n_comps, width=width, n_blocks=n_power_iter + 1, rng=rng
         )
     components = vectors.T
     # sign convention of sklearn's svd_flip(u_based_decision=False): largest |loading| positive

@@ -287,12 +287,13 @@ def pca_matrix(
         Thread limit for the numba kernels (default ``cellrep.settings.n_threads``).
     solver
         ``'auto'`` or ``'krylov'``: the block Krylov solver. Dask arrays also take
-        ``'covariance_eigh'``, a one-pass genes × genes Gram matrix (see :mod:`cellrep._array._dask_pca`).
+        ``'covariance_krylov'`` and ``'covariance_eigh'``, one-pass genes × genes Gram matrices
+        (see :mod:`cellrep._array._dask_pca`).
     """
     if solver not in ("auto", "krylov"):
         raise ValueError(
             f"solver must be 'auto' or 'krylov' for in-memory data, got {solver!r} "
-            "('covariance_eigh' is for dask arrays)."
+            "('covariance_krylov' and 'covariance_eigh' are for dask arrays)."
         )
     n_rows, n_cols = matrix.shape
     if not 1 <= n_comps <= min(n_rows, n_cols):

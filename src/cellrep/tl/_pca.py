@@ -136,10 +136,13 @@ def pca(
     copy
         Work on and return a copy of ``adata``.
     solver
-        ``'auto'`` or ``'krylov'``: the solver above, also for a dask array (chunks of cells; the
-        scores stay a lazy dask array). A dask array also takes ``'covariance_eigh'``, scanpy's dask
-        solver: the chunks' genes × genes Gram matrices added in one pass (exact; slower than
-        Krylov on 2000 selected genes of 200 000 cells, see docs/benchmarks.md).
+        ``'auto'`` or ``'krylov'``: the solver above (the scores of a dask array stay a lazy dask
+        array). A dask array (chunks of cells) also takes ``'covariance_krylov'``: the chunks'
+        genes × genes Gram matrices added in one pass, then the same Krylov iteration on it in
+        memory (the in-memory result to rounding, one pass over the cells instead of nine;
+        ``'auto'`` uses it for up to 4096 genes of a plain matrix), and ``'covariance_eigh'``,
+        scanpy's dask solver: the same pass, then a full ``eigh`` (exact eigenvectors; see
+        docs/benchmarks.md).
 
     Returns
     -------
