@@ -28,6 +28,7 @@ import numpy as np
 from scipy import linalg, sparse
 
 from .._validation import check_finite
+from .._kernels._pca_moments import csr_gram_upper
 from ._dask_blocks import DaskRowBlocks, as_row_blocks, blockwise_sum, map_row_blocks
 from ._pca import (
     DEFAULT_POWER_ITERATIONS,
@@ -111,14 +112,28 @@ def _krylov_top_vectors(gram, start, dimension, n_vectors, *, width, n_blocks, r
     return basis[:, :n_basis] @ eigenvectors[:, top], eigenvalues[top]
 
 
+#: bytes of the rows of the Gram matrix that one thread of :func:`csr_gram_upper` updates at a time
+GRAM_TILE_BYTES = 2 * 2**20
+
+
 def _block_gram(block):
-    """Uncentred ``X_bᵀ X_b`` (dense float64) and column sums of a plain chunk."""
+    """Upper triangle of the uncentred ``X_bᵀ X_b`` (dense float64) and column sums of a plain chunk."""
     block = _checked_block(block)
+    n_cols = block.shape[1]
     if sparse.issparse(block):
-        values = sparse.csr_matrix(block, dtype=np.float64)
-        return (values.T @ values).toarray(), np.asarray(values.sum(axis=0)).ravel()
+        values = block.tocsr()
+        if not values.has_sorted_indices:
+            values = values.sorted_indices()
+        gram = np.zeros((n_cols, n_cols))
+        tile_rows = max(8, GRAM_TILE_BYTES // (8 * max(n_cols, 1)))
+        csr_gram_upper(values.data, values.indices, values.indptr, tile_rows, gram)  # under blockwise_sum's thread limit
+        return gram, np.asarray(values.sum(axis=0, dtype=np.float64)).ravel()
     values = np.asarray(block, dtype=np.float64)
-    return values.T @ values, values.sum(axis=0)
+    return np.triu(values.T @ values), values.sum(axis=0)
+
+
+def _symmetric(upper: np.ndarray) -> np.ndarray:
+    return upper + np.triu(upper, 1).T
 
 
 def _centred_scaled_gram(gram, sums, n_rows, center, scale):
@@ -176,6 +191,7 @@ def _(
                 "values or Pearson residuals."
             )
         gram, sums = blockwise_sum(_block_gram, matrix)  # the column moments come with it
+        gram = _symmetric(gram)
         column_mean, column_variance = mean_var_from_sums(sums, np.diag(gram).copy(), n_rows, ddof=1)
     else:
         column_mean, column_variance = column_mean_var(matrix, ddof=1)
