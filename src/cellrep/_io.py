@@ -98,6 +98,8 @@ def persist_counts(adata: AnnData, *, layer: str | None = None) -> None:
 
     Raises
     ------
+    ValueError
+        If ``layer`` is not in ``adata.layers``.
     TypeError
         If the matrix is not a dask array, or is chunked along genes or has CSC chunks.
 
@@ -120,6 +122,8 @@ def persist_counts(adata: AnnData, *, layer: str | None = None) -> None:
     from ._array._dask_compact import persist_compact
     from ._validation import check_dask_layout
 
+    if layer is not None and layer not in adata.layers:
+        raise ValueError(f"layer={layer!r} is not in adata.layers ({list(adata.layers)}).")
     matrix = adata.X if layer is None else adata.layers[layer]
     if not isinstance(matrix, da.Array):
         raise TypeError(

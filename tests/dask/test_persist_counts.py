@@ -92,6 +92,8 @@ def test_dense_chunks_and_layers():
 
 def test_refuses_what_it_cannot_hold():
     counts = sparse.csr_matrix(synthetic_counts(100, 30, seed=5).astype(np.float32))
+    with pytest.raises(ValueError, match="not in adata.layers"):
+        cr.persist_counts(_lazy(counts), layer="missing")
     with pytest.raises(TypeError, match="read_lazy"):
         cr.persist_counts(make_adata(counts))
     csc = make_adata(da.from_array(counts.tocsc(), chunks=(50, -1), asarray=False))
@@ -101,3 +103,14 @@ def test_refuses_what_it_cannot_hold():
     with pytest.raises(TypeError, match="chunked along genes"):
         cr.persist_counts(by_genes)
     assert "persist_counts" not in by_genes.uns
+
+
+def test_negative_zero_keeps_its_sign():
+    values = sparse.random(200, 50, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    values.data = np.round(values.data * 10)
+    values.data[:5] = -0.0
+    adata = _lazy(values, 50)
+    cr.persist_counts(adata)
+    held = adata.X.compute()
+    np.testing.assert_array_equal(np.signbit(held.data), np.signbit(values.data))
+    np.testing.assert_array_equal(held.toarray(), values.toarray())

@@ -55,8 +55,13 @@ def _compact_values(data: np.ndarray) -> np.ndarray:
         return data.astype(np.uint8)
     if np.issubdtype(data.dtype, np.integer):
         is_counts = data.min() >= 0
-    else:
-        is_counts = bool(np.all(np.isfinite(data))) and data.min() >= 0 and bool(np.all(data == np.floor(data)))
+    else:  # -0.0 is not a count: its sign would be lost
+        is_counts = (
+            bool(np.all(np.isfinite(data)))
+            and data.min() >= 0
+            and not np.signbit(data).any()
+            and bool(np.all(data == np.floor(data)))
+        )
     if not is_counts or data.max() > np.iinfo(np.uint32).max:
         return data
     return data.astype(smallest_unsigned(int(data.max())))
