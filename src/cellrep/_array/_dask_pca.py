@@ -80,6 +80,10 @@ def _scores_block(block, *, components_t, center, scale):
     return build_operator(block, center=center, scale=scale).matmat(components_t)
 
 
+def _score_squares_block(block, *, components_t, center, scale):
+    return np.square(_scores_block(block, components_t=components_t, center=center, scale=scale)).sum(axis=0)
+
+
 def _krylov_top_vectors(gram, start, dimension, n_vectors, *, width, n_blocks, rng):
     """Top ``n_vectors`` eigenvectors of ``AᵀA`` and their Ritz values, ``gram(Q) = AᵀA Q`` being one pass.
 
@@ -248,6 +252,12 @@ def _(
         variance = (sums_of_squares - n_rows * mean_score**2) / max(n_rows - 1, 1)
         total_variance = scaled_variance.sum()
     else:
+        if solver == "krylov":
+            # the Ritz values come from float32 products, and the mean square minus the squared mean
+            # score cancels for the leading uncentred components: one more pass gives ‖A v‖² in float64
+            sums_of_squares = blockwise_sum(
+                _score_squares_block, matrix, components_t=np.ascontiguousarray(components.T), **centring
+            )
         variance = sums_of_squares / n_rows - mean_score**2
         total_variance = scaled_variance.sum() * (n_rows - 1) / max(n_rows, 1)
     variance = np.maximum(variance, 0.0)
