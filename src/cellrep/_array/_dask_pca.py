@@ -13,8 +13,9 @@ and runs the same Krylov iteration on it in memory (``AᵀA Q`` is then one smal
 product): the same start, the same Krylov space and so the in-memory result to rounding, with
 one pass over the cells instead of ``n_power_iter + 2``. It holds a genes × genes float64
 matrix per task, so it serves selected genes (up to ``MAX_GRAM_GENES``) of plain matrices.
-``solver='auto'`` picks it there (on 1 000 000 cells × 2000 selected genes it took 33 s where
-the distributed Krylov steps took 52 s; docs/benchmarks.md), and ``'krylov'`` otherwise.
+``solver='auto'`` picks it there (on 1 000 000 cells × 2000 selected genes it took 4.4–5.7 s
+where the distributed Krylov steps took 11.9–12.9 s; docs/benchmarks.md), and ``'krylov'``
+otherwise.
 
 ``solver='covariance_eigh'`` is scanpy's dask solver: the same Gram pass, then a full dense
 ``eigh`` (exact eigenvectors; the ``eigh`` of a few thousand genes costs seconds of one
