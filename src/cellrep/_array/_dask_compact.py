@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
-from scipy import sparse
 from dask.sizeof import sizeof
 
 

@@ -28,8 +28,8 @@ import dask.array as da
 import numpy as np
 from scipy import linalg, sparse
 
-from .._validation import check_finite
 from .._kernels._pca_moments import csr_gram_upper
+from .._validation import check_finite
 from ._dask_blocks import DaskRowBlocks, as_row_blocks, blockwise_sum, map_row_blocks
 from ._pca import (
     DEFAULT_POWER_ITERATIONS,
@@ -132,10 +132,9 @@ def _block_gram(block):
         gram = np.zeros((n_cols, n_cols))
         tile_rows = max(8, GRAM_TILE_BYTES // (8 * max(n_cols, 1)))
         csr_gram_upper(values.data, values.indices, values.indptr, tile_rows, gram)  # under blockwise_sum's thread limit
-        # scipy's sum(dtype=float64) adds float32 values in float32 (3e-5 off on 100 rows), which the
-        # uncentred variance (mean square minus squared mean score) amplifies
-        sums = np.bincount(values.indices, weights=values.data.astype(np.float64), minlength=n_cols)
-        return gram, sums
+        # the moments kernel adds in float64; scipy's sum(dtype=float64) adds float32 values in float32
+        # (3e-5 off on 100 rows), which the uncentred variance (mean square − squared mean score) amplifies
+        return gram, column_sums_squares(values)[0]
     values = np.asarray(block, dtype=np.float64)
     return np.triu(values.T @ values), values.sum(axis=0)
 
