@@ -239,6 +239,23 @@ def estimated_nbytes(array: da.Array) -> float:
     return per_row * array.shape[0] + 8.0 * array.shape[0]
 
 
+def merged_row_chunks(matrix, bytes_per_task: float, *, min_tasks: int = 4) -> DaskRowBlocks:
+    """``matrix`` with runs of consecutive cell chunks merged, so that a task reads about ``bytes_per_task``.
+
+    For a reduction whose partial is large (the dense genes × genes Gram matrix of a chunk):
+    with a partial per chunk, adding the partials and moving them between workers took longer
+    than computing them. At least ``min_tasks`` tasks are left; the values are unchanged.
+    """
+    rows = as_row_blocks(matrix)
+    sizes = rows.array.chunks[0]
+    per_chunk = max(estimated_nbytes(rows.array) / len(sizes), 1.0)
+    merged = int(min(max(1, bytes_per_task // per_chunk), max(1, len(sizes) // min_tasks)))
+    if merged <= 1:
+        return rows
+    chunks = tuple(sum(sizes[start : start + merged]) for start in range(0, len(sizes), merged))
+    return replace(rows, array=rows.array.rechunk({0: chunks}))
+
+
 def persisted_if_fits(matrix):
     """``matrix`` (a dask array or :class:`DaskRowBlocks`) computed once and held in memory, if it fits.
 

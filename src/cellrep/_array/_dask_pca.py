@@ -30,7 +30,7 @@ from scipy import linalg, sparse
 
 from .._kernels._pca_moments import csr_gram_upper
 from .._validation import check_finite
-from ._dask_blocks import DaskRowBlocks, as_row_blocks, blockwise_sum, map_row_blocks
+from ._dask_blocks import DaskRowBlocks, as_row_blocks, blockwise_sum, map_row_blocks, merged_row_chunks
 from ._pca import (
     DEFAULT_POWER_ITERATIONS,
     START_SAMPLE_ROWS,
@@ -131,7 +131,9 @@ def _block_gram(block):
             values = values.sorted_indices()
         gram = np.zeros((n_cols, n_cols))
         tile_rows = max(8, GRAM_TILE_BYTES // (8 * max(n_cols, 1)))
-        csr_gram_upper(values.data, values.indices, values.indptr, tile_rows, gram)  # under blockwise_sum's thread limit
+        csr_gram_upper(
+            values.data, values.indices, values.indptr, tile_rows, gram
+        )  # under blockwise_sum's thread limit
         # the moments kernel adds in float64; scipy's sum(dtype=float64) adds float32 values in float32
         # (3e-5 off on 100 rows), which the uncentred variance (mean square − squared mean score) amplifies
         return gram, column_sums_squares(values)[0]
@@ -197,7 +199,8 @@ def _(
                 f"solver={solver!r} works on plain dask arrays only; use solver='krylov' for rank-probit "
                 "values or Pearson residuals."
             )
-        gram, sums = blockwise_sum(_block_gram, matrix)  # the column moments come with it
+        gram_bytes = 8.0 * n_cols * n_cols
+        gram, sums = blockwise_sum(_block_gram, merged_row_chunks(matrix, gram_bytes))  # with the column sums
         gram = _symmetric(gram)
         column_mean, column_variance = mean_var_from_sums(sums, np.diag(gram).copy(), n_rows, ddof=1)
     else:
