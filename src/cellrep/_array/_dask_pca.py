@@ -13,9 +13,10 @@ and runs the same Krylov iteration on it in memory (``AᵀA Q`` is then one smal
 product): the same start, the same Krylov space and so the in-memory result to rounding, with
 one pass over the cells instead of ``n_power_iter + 2``. It holds a genes × genes float64
 matrix per task, so it serves selected genes (up to ``MAX_GRAM_GENES``) of plain matrices.
-``solver='auto'`` picks it there (on 1 000 000 cells × 2000 selected genes it took 4.4–5.7 s
-where the distributed Krylov steps took 11.9–12.9 s; docs/benchmarks.md), and ``'krylov'``
-otherwise.
+``solver='auto'`` picks it there (on 1 000 000 cells × 2000 selected genes it took 3.0 s where
+the distributed Krylov steps took 9.6 s; docs/benchmarks.md), and ``'krylov'`` otherwise. Its
+pass merges consecutive chunks so that a task reads at least as many bytes as its Gram partial
+holds: the partials are then few enough to add and move cheaply.
 
 ``solver='covariance_eigh'`` is scanpy's dask solver: the same Gram pass, then a full dense
 ``eigh`` (exact eigenvectors; the ``eigh`` of a few thousand genes costs seconds of one
