@@ -12,9 +12,11 @@ DEFAULT_MAX_EPOCHS = 20
 TIME_BOUNDED_MAX_EPOCHS = 100_000
 MIN_STEPS_PER_EPOCH = 4
 SCVI_TRAIN_SIZE = 0.9
-SPARSE_WARNINGS = (
+HIDDEN_WARNINGS = (
     ".*[Ss]parse CSR tensor support is in beta.*",
     ".*Sparse invariant checks are implicitly disabled.*",
+    # the chunk-window loader (_windows) is an IterableDataset of known length, read in-process
+    ".*Your `IterableDataset` has `__len__` defined.*",
 )
 LIGHTNING_RANK_ZERO_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
@@ -77,14 +79,14 @@ class _DropLitLoggerTip(logging.Filter):
 
 @contextlib.contextmanager
 def quiet_training():
-    """Hide Lightning's litlogger advertisement and torch's sparse-CSR beta warning."""
+    """Hide Lightning's litlogger advertisement and the known warnings of HIDDEN_WARNINGS."""
     loggers = [logging.getLogger(name) for name in LIGHTNING_RANK_ZERO_LOGGERS]
     tip_filter = _DropLitLoggerTip()
     for logger in loggers:
         logger.addFilter(tip_filter)
     try:
         with warnings.catch_warnings():
-            for message in SPARSE_WARNINGS:
+            for message in HIDDEN_WARNINGS:
                 warnings.filterwarnings("ignore", message=message, category=UserWarning)
             yield
     finally:
