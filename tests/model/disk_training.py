@@ -1,6 +1,7 @@
 """Train a tiny CellEncoder from a file on disk and report the peak memory it added (a script).
 
-``python disk_training.py PATH MODE N_STEPS`` (MODE ``backed`` or ``lazy``) first warms up
+``python disk_training.py PATH MODE N_STEPS [CHUNK_WINDOW]`` (MODE ``backed`` or ``lazy``;
+CHUNK_WINDOW, chunks of 2000 cells read at once in lazy mode, defaults to the model's) first warms up
 imports and Lightning with a few in-memory cells, records the peak resident set size, then
 opens ``PATH`` without loading X (``anndata.read_h5ad(backed='r')`` or ``cr.read_lazy``),
 registers it, builds the encoder (its initialisation statistics read a sample of cells),
@@ -39,7 +40,7 @@ def warm_up(n_genes: int) -> None:
     model.get_latent_representation()
 
 
-def main(path: str, mode: str, n_steps: int) -> dict:
+def main(path: str, mode: str, n_steps: int, chunk_window: int | None = None) -> dict:
     torch.set_num_threads(1)
     n_genes = ad.read_h5ad(path, backed="r").n_vars
     warm_up(n_genes)
@@ -47,7 +48,8 @@ def main(path: str, mode: str, n_steps: int) -> dict:
     adata = ad.read_h5ad(path, backed="r") if mode == "backed" else cr.read_lazy(path, chunk_size=2_000)
     cr.model.CellEncoder.setup_anndata(adata)
     model = cr.model.CellEncoder(adata, **TINY)
-    model.train(max_steps=n_steps, batch_size=128, train_size=1.0, **QUIET)
+    window = {} if chunk_window is None else {"chunk_window": chunk_window}
+    model.train(max_steps=n_steps, batch_size=128, train_size=1.0, **QUIET, **window)
     return {
         "peak_increase_bytes": peak_rss_bytes() - baseline,
         "baseline_bytes": baseline,
@@ -57,4 +59,5 @@ def main(path: str, mode: str, n_steps: int) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], sys.argv[2], int(sys.argv[3]))))
+    window = int(sys.argv[4]) if len(sys.argv) > 4 else None
+    print(json.dumps(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), window)))

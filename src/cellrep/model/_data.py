@@ -2,8 +2,8 @@
 
 scvi-tools' ``AnnTorchDataset`` already reads minibatches from both: from a backed file
 (``anndata.read_h5ad(path, backed='r')``; rows sorted per batch and read through h5py) and
-from a dask array (``X[rows].compute()`` reads the chunks those rows fall in). What is left
-here is small: a dask array of CSR chunks yields scipy matrices, which :func:`collate` turns
+from a dask array (``X[rows].compute()`` reads the chunks those rows fall in; training reads
+windows of chunks instead, see ``_windows``). What is left here is small: a dask array of CSR chunks yields scipy matrices, which :func:`collate` turns
 into tensors, and the statistics the encoder takes from its training cells at construction
 are computed on a bounded random sample of cells read from disk (:func:`statistics_counts`).
 """

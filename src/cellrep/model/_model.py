@@ -219,9 +219,10 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         ``adata.obs = adata.obs.to_memory()``). Then they are checked on a random sample of
         ``STATISTICS_SAMPLE`` (20 000) cells, and the statistics the model takes from its
         training cells (token genes, PCA gene table, rank gene scale) come from that sample;
-        class weights use every label. Training and embedding read one minibatch at a time
-        through scvi-tools' dataset: a backed file reads exactly the batch's cells, a dask
-        array every chunk they fall in (so keep chunks small, e.g. ``chunk_size=1000``).
+        class weights use every label. Training and embedding read through scvi-tools'
+        dataset: a backed file reads exactly each random minibatch's cells; a dask array is
+        trained on window by window (``chunk_window`` of :meth:`train`: each chunk read once
+        per epoch), and embedded in file order, a minibatch at a time.
         A TypeError names the fix for CSC or gene-chunked counts on disk and for a lazy ``obs``.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
