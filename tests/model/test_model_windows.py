@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pytest
 import torch
@@ -12,7 +13,13 @@ from tests.model.test_model_disk import QUIET, TINY, write_counts
 
 import cellrep as cr
 from cellrep.model import CellEncoder
-from cellrep.model._windows import ChunkWindowSampler, WindowMinibatches, chunk_windows
+from cellrep.model._windows import (
+    AUTO_WINDOW_CELLS,
+    ChunkWindowSampler,
+    WindowMinibatches,
+    chunk_windows,
+    resolve_chunk_window,
+)
 
 CHUNK_SIZES = (64,) * 18 + (48,)  # 1200 cells, the last chunk shorter
 BOUNDS = np.concatenate([[0], np.cumsum(CHUNK_SIZES)])
@@ -108,8 +115,12 @@ class ChunkReads(Callback):
         self.reads += isinstance(key, tuple) and str(key[0]).startswith("make_dask_chunk")
 
 
-@pytest.mark.parametrize(("chunk_window", "reads_per_epoch"), [(3, 10), (None, None)])
-def test_training_from_a_lazy_file_reads_each_chunk_once_per_epoch(tmp_path, chunk_window, reads_per_epoch):
+@pytest.mark.parametrize(
+    ("chunk_window", "used", "reads_per_epoch"), [(3, 3, 10), ("auto", 157, 10), (None, None, None)]
+)
+def test_training_from_a_lazy_file_reads_each_chunk_once_per_epoch(
+    tmp_path, chunk_window, used, reads_per_epoch
+):
     path = tmp_path / "lazy.h5ad"
     write_counts(path, 600, 80, per_cell=20)
     adata = cr.read_lazy(path, chunk_size=64)  # 10 chunks
@@ -121,11 +132,26 @@ def test_training_from_a_lazy_file_reads_each_chunk_once_per_epoch(tmp_path, chu
         model.train(max_epochs=2, batch_size=50, train_size=1.0, chunk_window=chunk_window, **QUIET)
     assert model.trainer.global_step == 2 * 12
     assert np.isfinite(model.history["train_loss"].to_numpy()).all()
-    assert model.trainer.datamodule.chunk_window == chunk_window
+    assert model.trainer.datamodule.chunk_window == used
     if reads_per_epoch is not None:
         assert counter.reads == 2 * reads_per_epoch  # two epochs, each chunk once
     else:  # scvi-tools' random minibatches: 12 steps of 50 random cells of 10 chunks touch nearly all
         assert counter.reads > 2 * 12 * 8
+
+
+def test_auto_windows_hold_about_ten_thousand_cells_and_other_data_keeps_random_minibatches(tmp_path):
+    assert AUTO_WINDOW_CELLS == 10_000
+    assert resolve_chunk_window("auto", (1000,) * 50) == 10
+    assert resolve_chunk_window("auto", (10_000,) * 5 + (7,)) == 1
+    assert resolve_chunk_window("auto", (64,) * 3) == 157  # more chunks than the file: all of it
+    assert resolve_chunk_window(4, (1000,) * 50) == 4
+    path = tmp_path / "backed.h5ad"
+    write_counts(path, 200, 30, per_cell=5)
+    adata = ad.read_h5ad(path, backed="r")
+    CellEncoder.setup_anndata(adata)
+    model = CellEncoder(adata, **TINY | {"n_token_genes": None})
+    model.train(max_steps=2, batch_size=50, chunk_window=3, **QUIET)
+    assert model.trainer.datamodule.chunk_window is None
 
 
 def test_a_bad_chunk_window_is_refused(tmp_path):

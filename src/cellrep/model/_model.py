@@ -29,7 +29,7 @@ from ._vocabulary import (
     mean_nonzero_log_expression,
     pca_gene_embedding,
 )
-from ._windows import DEFAULT_CHUNK_WINDOW, ChunkWindowDataSplitter, check_chunk_window
+from ._windows import ChunkWindowDataSplitter, check_chunk_window
 
 logger = logging.getLogger(__name__)
 DEFAULT_BINS = {"equal_bins": 10, "adaptive_bins": 51}
@@ -247,7 +247,7 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         *,
         max_time: float | dict | None = None,
         load_sparse_tensor: bool | None = None,
-        chunk_window: int | None = DEFAULT_CHUNK_WINDOW,
+        chunk_window: int | str | None = "auto",
         plan_kwargs: dict | None = None,
         **kwargs,
     ):
@@ -284,13 +284,16 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         process: each epoch shuffles the order of the chunks, reads ``chunk_window`` consecutive
         chunks of that order in one call, shuffles their cells and cuts the minibatches from
         them (see :mod:`cellrep.model._windows`), so every chunk is read once per epoch instead
-        of nearly every chunk at every step. A larger window mixes cells from more chunks into
-        each minibatch (more random minibatches, which matters when the file is ordered, e.g.
-        by sample or cell type) at the cost of memory: about ``chunk_window`` × chunk size ×
-        non-zeros per cell × 8 bytes of CSR in memory at once (8 chunks of 1 000 cells with
-        2 500 non-zeros: 160 MB). ``None`` keeps scvi-tools' random minibatches, each read from
-        every chunk its cells fall in. Backed and in-memory counts, and DDP, always use
-        scvi-tools' random minibatches; the window used is ``model.trainer.datamodule.chunk_window``.
+        of nearly every chunk at every step. ``'auto'`` takes as many chunks as hold about
+        10 000 cells (10 chunks of 1 000 cells, 1 of ``cr.read_lazy``'s default 10 000). A larger
+        window mixes cells from more places of the file into each minibatch (closer to random
+        minibatches, which matters when the file is ordered, e.g. by sample or cell type) at the
+        cost of memory: the window's CSR, about cells × non-zeros per cell × 8 bytes (10 000
+        cells with 2 500 non-zeros: 200 MB), is in memory at once. For an ordered file, small
+        chunks (e.g. ``chunk_size=1000``) mix more places at the same memory. ``None`` keeps
+        scvi-tools' random minibatches, each read from every chunk its cells fall in. Backed and
+        in-memory counts, and DDP, always use scvi-tools' random minibatches. The number of
+        chunks used is ``model.trainer.datamodule.chunk_window`` (None without windows).
 
         ``model.history`` then holds per-epoch numeric DataFrames ``train_loss``,
         ``mlm_loss_train``, ``contrastive_loss_train``, ``supervised_loss_train`` and ``lr``, and

@@ -29,15 +29,26 @@ from torch.utils.data import DataLoader, IterableDataset, Sampler
 from .._validation import is_dask_array
 from ._data import collate
 
-DEFAULT_CHUNK_WINDOW = 8
+# 'auto' windows hold about this many cells: 16 MB of CSR at 200 non-zeros per cell, 200 MB at
+# 2 500; scvi-tools' random minibatches hold a few whole chunks at a time as they read them
+AUTO_WINDOW_CELLS = 10_000
 
 
 def check_chunk_window(chunk_window) -> None:
-    """Raise a ValueError unless ``chunk_window`` is None or a positive integer."""
-    if chunk_window is None:
+    """Raise a ValueError unless ``chunk_window`` is None, ``'auto'`` or a positive integer."""
+    if chunk_window is None or (isinstance(chunk_window, str) and chunk_window == "auto"):
         return
     if isinstance(chunk_window, bool) or not isinstance(chunk_window, int | np.integer) or chunk_window < 1:
-        raise ValueError(f"chunk_window must be a positive number of chunks or None, got {chunk_window!r}.")
+        raise ValueError(
+            f"chunk_window must be a positive number of chunks, 'auto' or None, got {chunk_window!r}."
+        )
+
+
+def resolve_chunk_window(chunk_window: int | str, chunk_sizes: tuple[int, ...]) -> int:
+    """Chunks per window: ``chunk_window``, or for ``'auto'`` enough for :data:`AUTO_WINDOW_CELLS` cells."""
+    if chunk_window == "auto":
+        return max(1, math.ceil(AUTO_WINDOW_CELLS / max(chunk_sizes)))
+    return int(chunk_window)
 
 
 def chunk_windows(
@@ -176,23 +187,25 @@ def _n_rows(cells: dict) -> int:
 class ChunkWindowDataSplitter(DataSplitter):
     """scvi-tools' ``DataSplitter`` whose loaders read dask counts window by window.
 
-    ``chunk_window`` (chunks per window, None for scvi-tools' random minibatches) applies only
-    to counts registered as a dask array and to one process; otherwise this is scvi-tools'
-    splitter unchanged.
+    ``chunk_window`` (chunks per window, ``'auto'``, or None for scvi-tools' random
+    minibatches) applies only to counts registered as a dask array and to one process;
+    otherwise this is scvi-tools' splitter unchanged. The attribute ``chunk_window`` holds the
+    number of chunks used (None when the minibatches are scvi-tools').
     """
 
-    def __init__(self, adata_manager, *args, chunk_window: int | None = None, **kwargs):
+    def __init__(self, adata_manager, *args, chunk_window: int | str | None = None, **kwargs):
         check_chunk_window(chunk_window)
         super().__init__(adata_manager, *args, **kwargs)
-        self.chunk_window = chunk_window
-
-    def _windowed(self) -> bool:
-        counts = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        return (
-            self.chunk_window is not None
+        counts = adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        windowed = (
+            chunk_window is not None
             and is_dask_array(counts)
             and not self.data_loader_kwargs.get("distributed_sampler", False)
         )
+        self.chunk_window = resolve_chunk_window(chunk_window, counts.chunks[0]) if windowed else None
+
+    def _windowed(self) -> bool:
+        return self.chunk_window is not None
 
     def _window_loader(self, indices: np.ndarray, shuffle: bool, drop_last: bool) -> DataLoader:
         counts = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
