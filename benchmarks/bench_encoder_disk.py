@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_encoder_disk.py N_CELLS [--n-genes 2000] [--nnz-per-cell 100]
-        [--steps 40] [--batch-size 256] [--path DIR] [--chunk-size 1000] [--chunk-window 8]
+        [--steps 40] [--batch-size 256] [--path DIR] [--chunk-size 1000] [--chunk-window auto]
         [--configs memory,backed,lazy-random,lazy,backed-ddp]
 
 Writes synthetic counts (``synthetic_counts.py``, float32 CSR) to ``DIR/encoder_N.h5ad`` chunk
@@ -92,7 +92,7 @@ def record_step_losses() -> list:
 
 
 def run(
-    path: str, configuration: str, steps: int, batch_size: int, chunk_size: int, chunk_window: int
+    path: str, configuration: str, steps: int, batch_size: int, chunk_size: int, chunk_window: int | str
 ) -> dict:
     import anndata as ad
     import torch
@@ -157,7 +157,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--path", type=Path, default=Path("/tmp"))
     parser.add_argument("--chunk-size", type=int, default=1000, help="cells per dask chunk (lazy)")
-    parser.add_argument("--chunk-window", type=int, default=8, help="chunks per window (lazy)")
+    parser.add_argument(
+        "--chunk-window",
+        type=lambda value: value if value == "auto" else int(value),
+        default="auto",
+        help="chunks per window (lazy): a number or 'auto', the model default",
+    )
     parser.add_argument("--configs", default=",".join(CONFIGURATIONS), help="comma-separated configurations")
     parser.add_argument("--run", help=argparse.SUPPRESS)  # one configuration, in this process
     args = parser.parse_args()

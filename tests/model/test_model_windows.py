@@ -89,6 +89,17 @@ def test_every_cell_comes_once_per_epoch_in_minibatches_from_window_chunks(rows)
     assert not np.array_equal(epochs[0], epochs[1])  # a new order each epoch
 
 
+def test_windows_smaller_than_a_minibatch_fill_it_from_the_next_windows(rows):
+    dataset = RecordingDataset()
+    sampler = ChunkWindowSampler(rows, CHUNK_SIZES, 1, seed=0)  # ~57 training cells per window
+    batches = list(WindowMinibatches(dataset, sampler, 130))
+    assert [b["X"].shape[0] for b in batches] == [130] * 8 + [40]
+    positions = np.concatenate([b["labels"].ravel() for b in batches])
+    assert sorted(positions.tolist()) == list(range(rows.size))
+    np.testing.assert_array_equal(np.concatenate([b["X"].toarray().ravel() for b in batches]), positions + 1)
+    assert [len(chunks_of(rows[read])) for read in dataset.reads] == [1] * 19  # each chunk read once
+
+
 def test_drop_last_drops_only_the_smaller_last_minibatch(rows):
     sampler = ChunkWindowSampler(rows, CHUNK_SIZES, 2, seed=0)
     batches = list(WindowMinibatches(RecordingDataset(), sampler, 100, drop_last=True))

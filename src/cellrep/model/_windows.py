@@ -156,26 +156,35 @@ class WindowMinibatches(IterableDataset):
         n_cells = len(self.sampler.rows)
         return n_cells // self.batch_size if self.drop_last else math.ceil(n_cells / self.batch_size)
 
-    def _read(self, positions: np.ndarray) -> dict:
-        """The cells at ``positions``, in that order, read in increasing row order in one call."""
+    def _read(self, positions: np.ndarray) -> tuple[dict, np.ndarray]:
+        """The cells at ``positions``, read in increasing row order in one call, and their order.
+
+        Returns the cells in row order and the index into them of each position in turn; the
+        minibatches take their rows through that index, so the window is never copied whole.
+        """
         by_row = np.argsort(self.sampler.rows[positions], kind="stable")
-        data = self.dataset[positions[by_row].tolist()]
-        back = np.empty_like(by_row)
-        back[by_row] = np.arange(by_row.size)
-        return {key: value[back] for key, value in data.items()}
+        cells = self.dataset[positions[by_row].tolist()]
+        order = np.empty_like(by_row)
+        order[by_row] = np.arange(by_row.size)
+        return cells, order
 
     def __iter__(self) -> Iterator[dict]:
-        left = None
+        size, left = self.batch_size, None  # left: fewer than batch_size cells of earlier windows
         for positions in self.sampler:
-            cells = self._read(positions)
+            cells, order = self._read(positions)
+            start = 0
             if left is not None:
-                cells = {key: _concatenate(left[key], value) for key, value in cells.items()}
-            n_cells = len(positions) + (0 if left is None else _n_rows(left))
-            n_full = n_cells // self.batch_size
-            for start in range(0, n_full * self.batch_size, self.batch_size):
-                yield {key: value[start : start + self.batch_size] for key, value in cells.items()}
-            rest = slice(n_full * self.batch_size, n_cells)
-            left = {key: value[rest] for key, value in cells.items()} if n_cells > rest.start else None
+                start = min(size - _n_rows(left), order.size)
+                left = {key: _concatenate(left[key], value[order[:start]]) for key, value in cells.items()}
+                if _n_rows(left) < size:
+                    continue
+                yield left
+                left = None
+            n_full = (order.size - start) // size
+            for first in range(start, start + n_full * size, size):
+                yield {key: value[order[first : first + size]] for key, value in cells.items()}
+            rest = order[start + n_full * size :]
+            left = {key: value[rest] for key, value in cells.items()} if rest.size else None
         if left is not None and not self.drop_last:
             yield left
 
