@@ -283,7 +283,7 @@ class CellEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         ``chunk_window`` applies to lazily loaded counts (a dask array, ``cr.read_lazy``) in one
         process: each epoch shuffles the order of the chunks, reads ``chunk_window`` consecutive
         chunks of that order in one call, shuffles their cells and cuts the minibatches from
-        them (see :mod:`cellrep.model._windows`), so every chunk is read once per epoch instead
+        them (see ``cellrep.model._windows``), so every chunk is read once per epoch instead
         of nearly every chunk at every step. ``'auto'`` takes as many chunks as hold about
         10 000 cells (10 chunks of 1 000 cells, 1 of ``cr.read_lazy``'s default 10 000). A larger
         window mixes cells from more places of the file into each minibatch (closer to random

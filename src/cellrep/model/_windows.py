@@ -30,7 +30,7 @@ from .._validation import is_dask_array
 from ._data import collate
 
 # 'auto' windows hold about this many cells: 16 MB of CSR at 200 non-zeros per cell, 200 MB at
-# 2 500; scvi-tools' random minibatches hold a few whole chunks at a time as they read them
+# 2 500 (the read holds about 2.5x that briefly, see docs/benchmarks.md)
 AUTO_WINDOW_CELLS = 10_000
 
 
