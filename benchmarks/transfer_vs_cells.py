@@ -106,7 +106,7 @@ def run(path: Path, n_cells: int, genes: str, fixed_from: int, random_halves: bo
         f"accuracy {np.mean(predicted == truth):.4f}, unknown {1 - called.mean():.4f}, "
         f"called right {np.mean(predicted[called] == truth[called]):.4f}; "
         f"genes' sum eta² {information[used].sum():.1f} (best 2000: {np.sort(information)[-2000:].sum():.1f}), "
-        f"{np.mean(information[used] < 0.01):.2f} of them below 0.01; transfer {seconds:.0f} s",
+        f"{np.mean(information[used] < 0.01):.2f} of them with eta² < 0.01; transfer {seconds:.0f} s",
         flush=True,
     )
 
