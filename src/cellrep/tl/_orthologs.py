@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._validation import check_matrix_type
+from .._array._aggregate import aggregate_genes
 
 DuplicateRule = Literal["sum", "first", "drop"]
 
@@ -59,18 +59,6 @@ def _aggregation_matrix(target_codes: np.ndarray, n_targets: int, kept: np.ndarr
         (np.ones(genes.size, dtype=np.float64), (genes, target_codes[genes])),
         shape=(target_codes.size, n_targets),
     )
-
-
-def _aggregate(matrix, indicator: sparse.csc_matrix):
-    """``matrix @ indicator`` keeping the storage format and, where exact, the dtype."""
-    check_matrix_type(matrix)
-    dtype = matrix.dtype
-    if sparse.issparse(matrix):
-        fmt = matrix.format
-        result = (sparse.csr_matrix(matrix) @ indicator.astype(dtype)).asformat(fmt)
-        result.sort_indices()
-        return result
-    return np.asarray(matrix @ indicator.astype(dtype))
 
 
 def map_orthologs(
@@ -152,10 +140,10 @@ def map_orthologs(
         index=pd.Index(target_index[used_targets].astype(str), name=None),
     )
     return ad.AnnData(
-        X=None if adata.X is None else _aggregate(adata.X, indicator),
+        X=None if adata.X is None else aggregate_genes(adata.X, indicator),
         obs=adata.obs.copy(),
         var=var,
-        layers={name: _aggregate(layer, indicator) for name, layer in adata.layers.items()},
+        layers={name: aggregate_genes(layer, indicator) for name, layer in adata.layers.items()},
         obsm=dict(adata.obsm.items()),
         obsp=dict(adata.obsp.items()),
         uns=adata.uns.copy(),
