@@ -172,11 +172,6 @@ def load_inputs(args) -> Inputs:
     from ._lazy import read_lazy_input
 
     lazy = getattr(args, "lazy", False)
-    if lazy and args.orthologs is not None:
-        raise InputError(
-            "--orthologs does not work with --lazy yet (cr.tl.map_orthologs needs the counts in memory); "
-            "drop --lazy or --orthologs"
-        )
 
     def read(path, option, first_row=0):
         if lazy:
