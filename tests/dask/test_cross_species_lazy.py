@@ -130,3 +130,33 @@ def test_map_orthologs_then_transfer_labels_on_lazy_files(files, method):
     assert not isinstance(lazy.X, np.ndarray | sparse.spmatrix)
     assert (lazy.obs["cell_type_pred"] == memory.obs["cell_type_pred"]).all()
     assert_same(memory.obsm["cell_type_proba"], lazy.obsm["cell_type_proba"])
+
+
+def _annotate(files, out, *options: str) -> pd.DataFrame:
+    argv = ["annotate", "--reference", str(files / "human.h5ad"), "--query", str(files / "mouse.h5ad")]
+    assert main([*argv, "--out", str(out), *options]) == 0
+    return pd.read_csv(out, index_col=0)
+
+
+def test_lazy_cross_species_annotation_equals_in_memory(files, tmp_path, capsys):
+    """``cellrep annotate --orthologs``: the human reference renamed into mouse genes, the mouse query on disk."""
+    options = ("--orthologs", "mouse_ortholog", "--method", "centroid")
+    memory = _annotate(files, tmp_path / "memory.csv", *options)
+    lazy = _annotate(files, tmp_path / "lazy.csv", *options, "--lazy", "--chunk-size", "40")
+    truth = ad.read_h5ad(files / "mouse.h5ad").obs["cell_type"].astype(str)
+    assert 0.4 < np.mean(memory["cell_type_pred"] == truth) < 1.0
+    assert (lazy.index == memory.index).all()
+    assert (lazy["cell_type_pred"] == memory["cell_type_pred"]).all()
+    assert_same(memory["cell_type_confidence"], lazy["cell_type_confidence"])
+
+
+def test_annotate_without_shared_genes_or_with_a_wrong_column_is_exit_2(files, tmp_path, capsys):
+    argv = ["annotate", "--reference", str(files / "human.h5ad"), "--query", str(files / "mouse.h5ad")]
+    argv += ["--out", str(tmp_path / "labels.csv"), "--lazy"]
+    assert main(argv) == 2
+    assert "share no gene names; for two species pass --orthologs" in capsys.readouterr().err
+    assert main([*argv, "--orthologs", "rat_ortholog"]) == 2
+    error = capsys.readouterr().err
+    assert "--orthologs 'rat_ortholog' is not a var column of --reference" in error
+    assert error.count("\n") == 1
+    assert not (tmp_path / "labels.csv").exists()

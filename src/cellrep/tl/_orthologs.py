@@ -78,7 +78,9 @@ def map_orthologs(
     Parameters
     ----------
     adata
-        AnnData with genes in the source species (``var_names``).
+        AnnData with genes in the source species (``var_names``). ``X`` and the layers may be
+        dask arrays of CSR or dense chunks of cells (:func:`cellrep.read_lazy`): they are
+        mapped chunk by chunk and stay lazy.
     mapping
         The name of a ``var`` column holding each gene's ortholog (``''`` or missing means
         none, as ``'mouse_ortholog'`` in the Baron human data), a DataFrame of ortholog
@@ -94,6 +96,16 @@ def map_orthologs(
     A new AnnData with ``var_names`` in the target species, ``X`` and every layer mapped,
     ``var['source_gene']`` listing the source gene(s), and ``obs``, ``obsm``, ``obsp`` and
     ``uns`` copied. ``varm``, ``varp`` and ``raw`` are dropped (their genes no longer match).
+    Each matrix keeps its dtype and storage (dense, CSR or CSC, ``csr_matrix`` or ``csr_array``;
+    a dask array keeps its cell chunks).
+
+    Raises
+    ------
+    ValueError
+        For a ``mapping`` column that ``adata.var`` lacks, a mapping that names no gene of
+        ``adata``, or an unknown ``duplicates`` rule.
+    TypeError
+        For a dask array chunked along genes or with CSC chunks (the message says how to rechunk).
 
     Examples
     --------
