@@ -314,3 +314,26 @@ def test_uncentred_variance_on_float32(solver):
     left, singular, _ = np.linalg.svd(values.astype(np.float64), full_matrices=False)
     expected = (left[:, :10] * singular[:10]).var(axis=0)
     np.testing.assert_allclose(np.asarray(adata.uns["pca"]["variance"]), expected, rtol=1e-6)
+
+
+def test_a_chunk_is_normalized_and_summarized_in_one_task():
+    """The gene selection's moments of lazily log-normalized counts run in the task that
+    normalizes the chunk: no normalized chunk is held between tasks or moved between workers."""
+    from dask.callbacks import Callback
+
+    class TaskKeys(Callback):
+        def __init__(self):
+            super().__init__()
+            self.keys = []
+
+        def _pretask(self, key, dsk, state):
+            self.keys.append(key[0] if isinstance(key, tuple) else key)
+
+    _, adata = pair("csr_matrix")
+    cr.pp.log_normalize(adata)
+    with TaskKeys() as tasks:
+        cr.pp.select_genes(adata, method="hvg", flavor="seurat", n_top=20)
+    ran = set(map(str, tasks.keys))
+    assert not [key for key in ran if "normalize" in key], ran
+    n_chunks = len(adata.X.chunks[0])
+    assert sum(str(key).startswith("call_on_block") for key in tasks.keys) == n_chunks

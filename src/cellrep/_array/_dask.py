@@ -124,7 +124,13 @@ def _normalize_block(block, *, target_sum, log, base, integer_dtype):
     with block_threads():
         _checked(_check_nonnegative, block)
         return normalize_rows(
-            block, target_sum=target_sum, log=log, base=base, integer_dtype=integer_dtype, copy=True
+            block,
+            target_sum=target_sum,
+            log=log,
+            base=base,
+            integer_dtype=integer_dtype,
+            copy=True,
+            share_structure=True,
         )[0]
 
 
