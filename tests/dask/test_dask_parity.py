@@ -177,6 +177,23 @@ def test_pca(kind, options, solver):
         np.testing.assert_allclose(lazy.uns["pca"][key], expected.uns["pca"][key], rtol=RTOL)
 
 
+@pytest.mark.parametrize("solver", ["covariance_krylov", "covariance_eigh"])
+def test_pca_gram_pass_over_merged_chunks(kind, solver):
+    """30 chunks of 20 cells: the Gram pass merges consecutive chunks (a chunk's genes × genes
+    partial outweighs it) and still gives the in-memory PCA."""
+    from cellrep._array._dask_blocks import merged_row_chunks
+
+    expected, lazy = pair(kind, n_cells=600, n_genes=90)
+    lazy.X = lazy.X.rechunk((20, -1))
+    assert len(merged_row_chunks(lazy.X, 8.0 * 90 * 90).array.chunks[0]) < 30
+    for adata in (expected, lazy):
+        cr.pp.log_normalize(adata)
+    cr.tl.pca(expected, n_comps=12)
+    cr.tl.pca(lazy, n_comps=12, solver=solver)
+    assert_same(expected.obsm["X_pca"], lazy.obsm["X_pca"])
+    np.testing.assert_allclose(lazy.uns["pca"]["variance"], expected.uns["pca"]["variance"], rtol=RTOL)
+
+
 def test_pca_of_implicit_matrices(kind):
     """Rank-probit deltas + offsets, implicit Pearson residuals and implicitly centred scaled data."""
     expected, lazy = pair(kind, n_cells=400, n_genes=90)
