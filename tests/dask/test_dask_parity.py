@@ -177,6 +177,23 @@ def test_pca(kind, options, solver):
         np.testing.assert_allclose(lazy.uns["pca"][key], expected.uns["pca"][key], rtol=RTOL)
 
 
+@pytest.mark.parametrize("solver", ["covariance_krylov", "covariance_eigh"])
+def test_pca_gram_pass_over_merged_chunks(kind, solver):
+    """30 chunks of 20 cells: the Gram pass merges consecutive chunks (a chunk's genes × genes
+    partial outweighs it) and still gives the in-memory PCA."""
+    from cellrep._array._dask_blocks import merged_row_chunks
+
+    expected, lazy = pair(kind, n_cells=600, n_genes=90)
+    lazy.X = lazy.X.rechunk((20, -1))
+    assert len(merged_row_chunks(lazy.X, 8.0 * 90 * 90).array.chunks[0]) < 30
+    for adata in (expected, lazy):
+        cr.pp.log_normalize(adata)
+    cr.tl.pca(expected, n_comps=12)
+    cr.tl.pca(lazy, n_comps=12, solver=solver)
+    assert_same(expected.obsm["X_pca"], lazy.obsm["X_pca"])
+    np.testing.assert_allclose(lazy.uns["pca"]["variance"], expected.uns["pca"]["variance"], rtol=RTOL)
+
+
 def test_pca_of_implicit_matrices(kind):
     """Rank-probit deltas + offsets, implicit Pearson residuals and implicitly centred scaled data."""
     expected, lazy = pair(kind, n_cells=400, n_genes=90)
@@ -314,3 +331,26 @@ def test_uncentred_variance_on_float32(solver):
     left, singular, _ = np.linalg.svd(values.astype(np.float64), full_matrices=False)
     expected = (left[:, :10] * singular[:10]).var(axis=0)
     np.testing.assert_allclose(np.asarray(adata.uns["pca"]["variance"]), expected, rtol=1e-6)
+
+
+def test_a_chunk_is_normalized_and_summarized_in_one_task():
+    """The gene selection's moments of lazily log-normalized counts run in the task that
+    normalizes the chunk: no normalized chunk is held between tasks or moved between workers."""
+    from dask.callbacks import Callback
+
+    class TaskKeys(Callback):
+        def __init__(self):
+            super().__init__()
+            self.keys = []
+
+        def _pretask(self, key, dsk, state):
+            self.keys.append(key[0] if isinstance(key, tuple) else key)
+
+    _, adata = pair("csr_matrix")
+    cr.pp.log_normalize(adata)
+    with TaskKeys() as tasks:
+        cr.pp.select_genes(adata, method="hvg", flavor="seurat", n_top=20)
+    ran = set(map(str, tasks.keys))
+    assert not [key for key in ran if "normalize" in key], ran
+    n_chunks = len(adata.X.chunks[0])
+    assert sum(str(key).startswith("call_on_block") for key in tasks.keys) == n_chunks

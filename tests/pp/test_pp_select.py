@@ -207,6 +207,25 @@ def test_hvg_seurat_warns_when_fewer_genes_than_n_top_have_a_dispersion():
     assert table["selected"].sum() == 58
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("matrix_format", ["dense", "csr", "csc"])
+def test_batch_moments_unlogging_cache_stays_exact_with_many_levels(dtype, matrix_format):
+    """300 log levels in rows of 600 values: the kernels' 64-slot cache of un-logged values
+    collides often (and keeps equal levels across rows), and must give numpy's values."""
+    rng = np.random.default_rng(0)
+    levels = np.log1p(rng.uniform(0, 50, 300))
+    values = (rng.choice(levels, size=(40, 600)) * (rng.random((40, 600)) < 0.7)).astype(dtype)
+    unlogged = np.expm1(values.astype(np.float64))
+    if dtype == np.float32:  # un-logged in float64, rounded to float32 as scanpy's float32 expm1 is
+        unlogged = unlogged.astype(np.float32).astype(np.float64)
+    batches = rng.integers(-1, 2, size=40)
+    sums, squares, _ = batch_moments(as_format(values, matrix_format, dtype), batches, 2, expm1_scale=1.0)
+    for batch in range(2):
+        rows = unlogged[batches == batch]
+        np.testing.assert_allclose(sums[batch], rows.sum(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(squares[batch], (rows**2).sum(axis=0), rtol=1e-12)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

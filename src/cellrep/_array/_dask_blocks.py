@@ -16,9 +16,9 @@ and the recipe that rebuilds the in-memory matrix of a block.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import reduce
+from functools import partial, reduce
 
 import dask.array as da
 import numpy as np
@@ -50,11 +50,10 @@ def row_bounds(array: da.Array) -> np.ndarray:
 
 
 def align_rows(values, chunks: tuple[int, ...]) -> da.Array:
-    """Per-cell ``values`` (numpy or dask) as a dask array with the given cell chunks."""
-    if isinstance(values, da.Array):
-        return values.rechunk((chunks, *values.chunks[1:]))
-    values = np.asarray(values)
-    return da.from_array(values, chunks=(chunks, *tuple(-1 for _ in values.shape[1:])))
+    """Per-cell ``values`` (numpy or dask) as a dask array with the given cell chunks (and one along other axes)."""
+    values = values if isinstance(values, da.Array) else np.asarray(values)
+    chunks = (chunks, *(-1,) * (values.ndim - 1))
+    return values.rechunk(chunks) if isinstance(values, da.Array) else da.from_array(values, chunks=chunks)
 
 
 def _identity(block, _row_values=None):
@@ -99,24 +98,29 @@ class DaskRowBlocks:
     def __repr__(self) -> str:
         return f"DaskRowBlocks(shape={self.shape}, dtype={self.dtype}, n_blocks={len(self.array.chunks[0])})"
 
-    def blocks(self) -> Iterator[tuple[object, slice]]:
-        """``(delayed in-memory matrix, rows)`` for every chunk of cells.
+    def blockwise(self, func: Callable, row_args: tuple, shared: dict, **blockwise_options) -> da.Array:
+        """``func(in-memory block, *(arg[rows] for arg in row_args), **shared)`` as one dask layer.
 
-        Built once per matrix and reused: the PCA's passes would otherwise spend a tenth of a
-        second each turning the same dask array into delayed chunks again.
+        A ``da.blockwise`` over the stored array, so that dask's blockwise fusion runs the whole
+        chain of a chunk (reading or decoding it, normalizing it, then ``func``) in one task. As a
+        separate task, ``func`` made dask hold every intermediate chunk and move some of them
+        between workers. Dask fuses only when no input axis is concatenated, so every input,
+        and the output (index ``"ij"``), has one chunk of columns; ``blockwise_options`` give
+        the output's ``adjust_chunks``, dtype and meta.
         """
-        cached = self.__dict__.get("_blocks")
-        if cached is None:
-            bounds = row_bounds(self.array)
-            chunks = self.array.to_delayed().ravel()
-            side = [None] * len(chunks) if self.row_values is None else self.row_values.to_delayed().ravel()
-            make_block = self.make_block or _identity
-            cached = [
-                (dask.delayed(make_block, pure=True)(chunk, side[index]), slice(int(bounds[index]), int(bounds[index + 1])))
-                for index, chunk in enumerate(chunks)
-            ]
-            object.__setattr__(self, "_blocks", cached)
-        return iter(cached)
+        arrays = [self.array, "ij"]
+        for values in (self.row_values, *row_args):
+            if values is not None:  # in one chunk of columns, like the array: no axis to concatenate
+                values = align_rows(values, self.array.chunks[0])
+                arrays += [values, "ij"[: values.ndim]]
+        shared = {name: dask.delayed(value, pure=True) for name, value in shared.items()}
+        call = partial(
+            _call_on_block,
+            function=func,
+            make_block=self.make_block or _identity,
+            with_row_values=self.row_values is not None,
+        )
+        return da.blockwise(call, "ij", *arrays, align_arrays=False, **blockwise_options, **shared)
 
     def take_rows(self, rows: np.ndarray):
         """The in-memory matrix of the (sorted) ``rows``: reads only the chunks that hold them."""
@@ -138,8 +142,25 @@ def as_row_blocks(matrix) -> DaskRowBlocks:
     return matrix if isinstance(matrix, DaskRowBlocks) else DaskRowBlocks(matrix)
 
 
+def _call_on_block(block, *row_blocks, function, make_block, with_row_values, **shared):
+    side, row_blocks = (row_blocks[0], row_blocks[1:]) if with_row_values else (None, row_blocks)
+    with block_threads():
+        return function(make_block(block, side), *row_blocks, **shared)
+
+
+def _partial_on_block(matrix, *row_blocks, function, **shared) -> np.ndarray:
+    """``function``'s partial of one block, wrapped in a 1-element object array (a dask chunk)."""
+    wrapped = np.empty((1, 1), dtype=object)
+    wrapped[0, 0] = function(matrix, *row_blocks, **shared)
+    return wrapped
+
+
 def _add_parts(*parts):
-    """Sum of partials: arrays, or tuples of arrays (``None`` entries stay ``None``)."""
+    """Sum of partials: arrays, or tuples of arrays (``None`` entries stay ``None``).
+
+    A part may still be wrapped in the 1-element object chunk of :func:`_partial_on_block`.
+    """
+    parts = [part[0, 0] if isinstance(part, np.ndarray) and part.dtype == object else part for part in parts]
     if isinstance(parts[0], tuple):
         return tuple(
             None if items[0] is None else reduce(np.add, items) for items in zip(*parts, strict=True)
@@ -148,17 +169,13 @@ def _add_parts(*parts):
 
 
 def _tree_sum(parts: list) -> object:
-    while len(parts) > 1:
+    while True:  # at least one level, which unwraps the chunks
         parts = [
             dask.delayed(_add_parts, pure=True)(*parts[start : start + SPLIT_EVERY])
             for start in range(0, len(parts), SPLIT_EVERY)
         ]
-    return parts[0]
-
-
-def _with_block_threads(func, *args, **kwargs):
-    with block_threads():
-        return func(*args, **kwargs)
+        if len(parts) == 1:
+            return parts[0]
 
 
 def blockwise_sum(func: Callable, matrix, *row_args, **shared):
@@ -166,32 +183,30 @@ def blockwise_sum(func: Callable, matrix, *row_args, **shared):
 
     ``func`` returns a float64 array or a tuple of them (``None`` allowed) of a fixed shape;
     the partials are added in a tree of ``SPLIT_EVERY``-way sums on the workers. ``row_args``
-    are per-cell numpy arrays (each block receives its slice); ``shared`` values (numpy arrays
-    such as a thin dense block) are sent once and used by every block.
+    are per-cell arrays (numpy or dask; each block receives its rows); ``shared`` values (numpy
+    arrays such as a thin dense block) are sent once and used by every block.
     """
-    shared = {name: dask.delayed(value, pure=True) for name, value in shared.items()}
-    parts = [
-        dask.delayed(_with_block_threads, pure=True)(
-            func, block, *(np.asarray(arg)[rows] for arg in row_args), **shared
-        )
-        for block, rows in as_row_blocks(matrix).blocks()
-    ]
-    return dask.compute(_tree_sum(parts))[0]
+    partials = as_row_blocks(matrix).blockwise(
+        partial(_partial_on_block, function=func),
+        row_args,
+        shared,
+        adjust_chunks={"i": 1, "j": 1},
+        dtype=object,
+        meta=np.empty((0, 0), dtype=object),
+    )
+    return dask.compute(_tree_sum(list(partials.to_delayed(optimize_graph=True).ravel())))[0]
 
 
 def map_row_blocks(func: Callable, matrix, n_columns: int, dtype, **shared) -> da.Array:
     """Lazy dense ``func(block, **shared)`` of every block (rows × ``n_columns``), same cell chunks."""
-    shared = {name: dask.delayed(value, pure=True) for name, value in shared.items()}
-    pieces = [
-        da.from_delayed(
-            dask.delayed(_with_block_threads, pure=True)(func, block, **shared),
-            shape=(rows.stop - rows.start, n_columns),
-            dtype=dtype,
-            meta=np.empty((0, 0), dtype=dtype),
-        )
-        for block, rows in as_row_blocks(matrix).blocks()
-    ]
-    return da.concatenate(pieces, axis=0)
+    return as_row_blocks(matrix).blockwise(
+        func,
+        (),
+        shared,
+        adjust_chunks={"j": n_columns},
+        dtype=dtype,
+        meta=np.empty((0, 0), dtype=dtype),
+    )
 
 
 #: share of the workers' memory (or, without a distributed client, of this machine's available
@@ -222,6 +237,23 @@ def estimated_nbytes(array: da.Array) -> float:
     first = array.blocks[0].compute()
     per_row = (first.nnz * (first.dtype.itemsize + first.indices.dtype.itemsize)) / max(first.shape[0], 1)
     return per_row * array.shape[0] + 8.0 * array.shape[0]
+
+
+def merged_row_chunks(matrix, bytes_per_task: float, *, min_tasks: int = 4) -> DaskRowBlocks:
+    """``matrix`` with runs of consecutive cell chunks merged, so that a task reads about ``bytes_per_task``.
+
+    For a reduction whose partial is large (the dense genes × genes Gram matrix of a chunk):
+    with a partial per chunk, adding the partials and moving them between workers took longer
+    than computing them. At least ``min_tasks`` tasks are left; the values are unchanged.
+    """
+    rows = as_row_blocks(matrix)
+    sizes = rows.array.chunks[0]
+    per_chunk = max(estimated_nbytes(rows.array) / len(sizes), 1.0)
+    merged = int(min(max(1, bytes_per_task // per_chunk), max(1, len(sizes) // min_tasks)))
+    if merged <= 1:
+        return rows
+    chunks = tuple(sum(sizes[start : start + merged]) for start in range(0, len(sizes), merged))
+    return replace(rows, array=rows.array.rechunk({0: chunks}))
 
 
 def persisted_if_fits(matrix):

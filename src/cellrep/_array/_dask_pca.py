@@ -13,9 +13,10 @@ and runs the same Krylov iteration on it in memory (``AᵀA Q`` is then one smal
 product): the same start, the same Krylov space and so the in-memory result to rounding, with
 one pass over the cells instead of ``n_power_iter + 2``. It holds a genes × genes float64
 matrix per task, so it serves selected genes (up to ``MAX_GRAM_GENES``) of plain matrices.
-``solver='auto'`` picks it there (on 1 000 000 cells × 2000 selected genes it took 4.4–5.7 s
-where the distributed Krylov steps took 11.9–12.9 s; docs/benchmarks.md), and ``'krylov'``
-otherwise.
+``solver='auto'`` picks it there (on 1 000 000 cells × 2000 selected genes it took 3.0 s where
+the distributed Krylov steps took 9.6 s; docs/benchmarks.md), and ``'krylov'`` otherwise. Its
+pass merges consecutive chunks so that a task reads at least as many bytes as its Gram partial
+holds: the partials are then few enough to add and move cheaply.
 
 ``solver='covariance_eigh'`` is scanpy's dask solver: the same Gram pass, then a full dense
 ``eigh`` (exact eigenvectors; the ``eigh`` of a few thousand genes costs seconds of one
@@ -30,7 +31,7 @@ from scipy import linalg, sparse
 
 from .._kernels._pca_moments import csr_gram_upper
 from .._validation import check_finite
-from ._dask_blocks import DaskRowBlocks, as_row_blocks, blockwise_sum, map_row_blocks
+from ._dask_blocks import DaskRowBlocks, as_row_blocks, blockwise_sum, map_row_blocks, merged_row_chunks
 from ._pca import (
     DEFAULT_POWER_ITERATIONS,
     START_SAMPLE_ROWS,
@@ -131,7 +132,9 @@ def _block_gram(block):
             values = values.sorted_indices()
         gram = np.zeros((n_cols, n_cols))
         tile_rows = max(8, GRAM_TILE_BYTES // (8 * max(n_cols, 1)))
-        csr_gram_upper(values.data, values.indices, values.indptr, tile_rows, gram)  # under blockwise_sum's thread limit
+        csr_gram_upper(
+            values.data, values.indices, values.indptr, tile_rows, gram
+        )  # under blockwise_sum's thread limit
         # the moments kernel adds in float64; scipy's sum(dtype=float64) adds float32 values in float32
         # (3e-5 off on 100 rows), which the uncentred variance (mean square − squared mean score) amplifies
         return gram, column_sums_squares(values)[0]
@@ -197,7 +200,8 @@ def _(
                 f"solver={solver!r} works on plain dask arrays only; use solver='krylov' for rank-probit "
                 "values or Pearson residuals."
             )
-        gram, sums = blockwise_sum(_block_gram, matrix)  # the column moments come with it
+        gram_bytes = 8.0 * n_cols * n_cols
+        gram, sums = blockwise_sum(_block_gram, merged_row_chunks(matrix, gram_bytes))  # with the column sums
         gram = _symmetric(gram)
         column_mean, column_variance = mean_var_from_sums(sums, np.diag(gram).copy(), n_rows, ddof=1)
     else:

@@ -45,6 +45,13 @@ def check_batch_sizes(n_cells: np.ndarray, batch_names: list[str]) -> None:
         )
 
 
+def _bits(values: np.ndarray) -> np.ndarray:
+    """``values`` seen as unsigned integers of the same width: the keys of the kernels' un-logging cache."""
+    if values.dtype.kind != "f":
+        return values
+    return values.view(np.dtype(f"u{values.dtype.itemsize}"))
+
+
 @array_function
 def batch_moments(
     matrix,
@@ -81,9 +88,7 @@ def batch_moments(
     """
     n_rows, n_columns = matrix.shape
     batches = np.asarray(batches, dtype=np.int64)
-    if clip is None:
-        clip = np.full((n_batches, n_columns), np.inf)
-    clip = np.ascontiguousarray(clip, dtype=np.float64)
+    clip = np.zeros((n_batches, 0)) if clip is None else np.ascontiguousarray(clip, dtype=np.float64)
     float32_values = matrix.dtype == np.float32
     n_counted = n_columns if with_positives else 0
     with numba_threads():
@@ -91,16 +96,18 @@ def batch_moments(
         if is_csc(matrix):
             sums, squares = np.zeros((2, n_batches, n_columns))
             positives = np.zeros((n_batches, n_counted))
-            csc_batch_moments(matrix.data, matrix.indices, matrix.indptr, *settings, sums, squares, positives)
+            arrays = (matrix.data, _bits(matrix.data), matrix.indices, matrix.indptr)
+            csc_batch_moments(*arrays, *settings, sums, squares, positives)
         else:
             n_blocks = max(1, min(numba.get_num_threads(), n_rows))
             sums, squares = np.zeros((2, n_blocks, n_batches, n_columns))
             positives = np.zeros((n_blocks, n_batches, n_counted))
             if is_csr(matrix):
-                arrays = (matrix.data, matrix.indices, matrix.indptr)
+                arrays = (matrix.data, _bits(matrix.data), matrix.indices, matrix.indptr)
                 blocked_csr_batch_moments(*arrays, *settings, sums, squares, positives)
             else:
-                blocked_dense_batch_moments(np.asarray(matrix), *settings, sums, squares, positives)
+                values = np.asarray(matrix)
+                blocked_dense_batch_moments(values, _bits(values), *settings, sums, squares, positives)
             sums, squares, positives = sums.sum(axis=0), squares.sum(axis=0), positives.sum(axis=0)
     return sums, squares, (positives if with_positives else None)
 

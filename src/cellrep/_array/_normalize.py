@@ -141,6 +141,7 @@ def normalize_rows(
     integer_dtype=np.float32,
     copy: bool = False,
     row_stats: CountRowStats | None = None,
+    share_structure: bool = False,
 ) -> tuple[object, np.ndarray, float]:
     """Scale each row to sum to ``target_sum``, optionally followed by ``log1p`` in the same pass.
 
@@ -161,6 +162,9 @@ def normalize_rows(
     row_stats
         :func:`csr_count_row_stats` of ``matrix`` if already computed (CSR with ``log`` only),
         which saves a read.
+    share_structure
+        With ``copy``, the result gets new values but shares ``matrix``'s index arrays (for dask
+        chunks, which nothing modifies in place: it saves copying and allocating them).
 
     Returns
     -------
@@ -198,7 +202,7 @@ def normalize_rows(
                 normalize_major(matrix.data, matrix.indptr, float(target_sum), out, totals)
             else:
                 normalize_dense_rows(np.asarray(matrix), float(target_sum), log, log_scale, out, totals)
-    return with_values(matrix, out, copy=copy), totals, float(target_sum)
+    return with_values(matrix, out, copy=copy and not share_structure), totals, float(target_sum)
 
 
 @array_function
