@@ -354,3 +354,35 @@ def test_a_chunk_is_normalized_and_summarized_in_one_task():
     assert not [key for key in ran if "normalize" in key], ran
     n_chunks = len(adata.X.chunks[0])
     assert sum(str(key).startswith("call_on_block") for key in tasks.keys) == n_chunks
+
+
+def with_duplicate_entries(counts: sparse.csr_matrix) -> sparse.csr_matrix:
+    """The same matrix with every row's first stored value split into two entries of its gene (legal CSR)."""
+    data, indices, indptr = [], [], [0]
+    for row in range(counts.shape[0]):
+        values = counts.data[counts.indptr[row] : counts.indptr[row + 1]].astype(np.float64)
+        genes = counts.indices[counts.indptr[row] : counts.indptr[row + 1]]
+        if values.size:
+            half = np.floor(values[0] / 2)
+            values = np.concatenate([[values[0] - half], values[1:], [half]])
+            genes = np.concatenate([genes, genes[:1]])
+        data.append(values), indices.append(genes), indptr.append(indptr[-1] + values.size)
+    return sparse.csr_matrix(
+        (np.concatenate(data), np.concatenate(indices), np.asarray(indptr)), shape=counts.shape
+    )
+
+
+def test_chunks_with_duplicate_entries_give_the_summed_matrix():
+    """As in memory, a CSR chunk's duplicate entries are summed before anything reads them
+    (``log1p`` of the sum, not of its pieces)."""
+    counts = sparse.csr_matrix(synthetic_counts(300, 80, seed=3))
+    duplicated = with_duplicate_entries(counts)
+    assert not duplicated.has_canonical_format
+    expected, lazy = make_adata(counts.copy()), make_adata(to_dask(duplicated))
+    for adata in (expected, lazy):
+        cr.pp.log_normalize(adata)
+        cr.pp.select_genes(adata, method="hvg", flavor="seurat", n_top=30)
+        cr.tl.pca(adata, n_comps=8)
+    assert_same(expected.X, lazy.X.compute())
+    assert (expected.var["selected"] == lazy.var["selected"]).all()
+    np.testing.assert_allclose(lazy.uns["pca"]["variance"], expected.uns["pca"]["variance"], rtol=RTOL)
