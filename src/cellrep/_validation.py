@@ -70,10 +70,10 @@ def as_kernel_input(matrix):
     - CSR/CSC matrices with duplicate entries or unsorted indices (scipy allows both) are
       replaced by a canonical copy (duplicates summed, indices sorted), so every function
       gives the result of the canonical matrix.
+    - A dask array gets the same conversion per chunk, lazily (a ``map_blocks`` that dask fuses
+      with the work on the chunk).
     """
     check_matrix_type(matrix)
-    if is_dask_array(matrix):  # lazy: chunks are read by the dask dispatch (cellrep._array._dask)
-        return matrix
     dtype = matrix.dtype
     if dtype.kind not in "fiub":
         raise TypeError(
@@ -81,6 +81,11 @@ def as_kernel_input(matrix):
             "Convert it with `.astype(np.float32)`."
         )
     target = UPCAST_DTYPES.get(dtype)
+    if is_dask_array(matrix):  # the same conversion, lazily, chunk by chunk
+        meta = matrix._meta
+        out_dtype = np.dtype(target or dtype)
+        meta = type(meta)((0, 0), dtype=out_dtype) if sparse.issparse(meta) else np.empty((0, 0), out_dtype)
+        return matrix.map_blocks(as_kernel_input, dtype=out_dtype, meta=meta)
     if sparse.issparse(matrix):
         canonical = matrix.has_canonical_format
         if target is not None or not canonical:

@@ -104,10 +104,6 @@ def _bad_lazy_inputs(data_file, tmp_path):
         "lazy without data": (["--lazy"], "--lazy reads --data from disk; pass --data"),
         "missing store": (["--data", str(tmp_path / "nope.zarr"), "--lazy"], "nope.zarr: no such file"),
         "not AnnData": (["--data", str(tmp_path / "notes.txt"), "--lazy"], "is not a readable AnnData"),
-        "orthologs": (
-            ["--data", data, "--query", data, "--orthologs", "gene", "--lazy"],
-            "--orthologs does not work with --lazy yet",
-        ),
         "log data, first chunk": (
             ["--data", str(tmp_path / "logged.zarr"), "--lazy"],
             "raw integer counts are needed",
@@ -125,7 +121,6 @@ def _bad_lazy_inputs(data_file, tmp_path):
         "lazy without data",
         "missing store",
         "not AnnData",
-        "orthologs",
         "log data, first chunk",
     ],
 )

@@ -177,6 +177,23 @@ def test_pca(kind, options, solver):
         np.testing.assert_allclose(lazy.uns["pca"][key], expected.uns["pca"][key], rtol=RTOL)
 
 
+@pytest.mark.parametrize("solver", ["covariance_krylov", "covariance_eigh"])
+def test_pca_gram_pass_over_merged_chunks(kind, solver):
+    """30 chunks of 20 cells: the Gram pass merges consecutive chunks (a chunk's genes × genes
+    partial outweighs it) and still gives the in-memory PCA."""
+    from cellrep._array._dask_blocks import merged_row_chunks
+
+    expected, lazy = pair(kind, n_cells=600, n_genes=90)
+    lazy.X = lazy.X.rechunk((20, -1))
+    assert len(merged_row_chunks(lazy.X, 8.0 * 90 * 90).array.chunks[0]) < 30
+    for adata in (expected, lazy):
+        cr.pp.log_normalize(adata)
+    cr.tl.pca(expected, n_comps=12)
+    cr.tl.pca(lazy, n_comps=12, solver=solver)
+    assert_same(expected.obsm["X_pca"], lazy.obsm["X_pca"])
+    np.testing.assert_allclose(lazy.uns["pca"]["variance"], expected.uns["pca"]["variance"], rtol=RTOL)
+
+
 def test_pca_of_implicit_matrices(kind):
     """Rank-probit deltas + offsets, implicit Pearson residuals and implicitly centred scaled data."""
     expected, lazy = pair(kind, n_cells=400, n_genes=90)
@@ -337,3 +354,35 @@ def test_a_chunk_is_normalized_and_summarized_in_one_task():
     assert not [key for key in ran if "normalize" in key], ran
     n_chunks = len(adata.X.chunks[0])
     assert sum(str(key).startswith("call_on_block") for key in tasks.keys) == n_chunks
+
+
+def with_duplicate_entries(counts: sparse.csr_matrix) -> sparse.csr_matrix:
+    """The same matrix with every row's first stored value split into two entries of its gene (legal CSR)."""
+    data, indices, indptr = [], [], [0]
+    for row in range(counts.shape[0]):
+        values = counts.data[counts.indptr[row] : counts.indptr[row + 1]].astype(np.float64)
+        genes = counts.indices[counts.indptr[row] : counts.indptr[row + 1]]
+        if values.size:
+            half = np.floor(values[0] / 2)
+            values = np.concatenate([[values[0] - half], values[1:], [half]])
+            genes = np.concatenate([genes, genes[:1]])
+        data.append(values), indices.append(genes), indptr.append(indptr[-1] + values.size)
+    return sparse.csr_matrix(
+        (np.concatenate(data), np.concatenate(indices), np.asarray(indptr)), shape=counts.shape
+    )
+
+
+def test_chunks_with_duplicate_entries_give_the_summed_matrix():
+    """As in memory, a CSR chunk's duplicate entries are summed before anything reads them
+    (``log1p`` of the sum, not of its pieces)."""
+    counts = sparse.csr_matrix(synthetic_counts(300, 80, seed=3))
+    duplicated = with_duplicate_entries(counts)
+    assert not duplicated.has_canonical_format
+    expected, lazy = make_adata(counts.copy()), make_adata(to_dask(duplicated))
+    for adata in (expected, lazy):
+        cr.pp.log_normalize(adata)
+        cr.pp.select_genes(adata, method="hvg", flavor="seurat", n_top=30)
+        cr.tl.pca(adata, n_comps=8)
+    assert_same(expected.X, lazy.X.compute())
+    assert (expected.var["selected"] == lazy.var["selected"]).all()
+    np.testing.assert_allclose(lazy.uns["pca"]["variance"], expected.uns["pca"]["variance"], rtol=RTOL)

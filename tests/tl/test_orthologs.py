@@ -85,3 +85,15 @@ def test_baron_human_to_mouse_shares_the_documented_genes():
     source = mapped.var.loc["Gcg", "source_gene"]
     assert source == "GCG"
     np.testing.assert_array_equal(mapped[:, "Gcg"].X.toarray(), human[:, source].X.toarray())
+
+
+@pytest.mark.parametrize("sparse_class", [sparse.csr_array, sparse.csc_array])
+def test_sparse_arrays_stay_sparse_arrays(sparse_class):
+    counts = synthetic_counts(20, 5)
+    adata = ad.AnnData(sparse_class(counts))
+    adata.var_names = ["a", "b", "c", "d", "e"]
+    with pytest.warns(UserWarning, match="several source genes"):
+        mapped = cr.tl.map_orthologs(adata, {"a": "A", "b": "B", "c": "B"}, duplicates="sum")
+    assert type(mapped.X) is sparse_class
+    expected = np.column_stack([counts[:, 0], counts[:, 1] + counts[:, 2]])
+    np.testing.assert_array_equal(mapped.X.toarray(), expected)

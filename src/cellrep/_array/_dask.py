@@ -5,6 +5,8 @@ in-memory function on every chunk of cells:
 
 - per-row and element-wise transforms (``normalize_rows``, ``log1p_matrix``, the scaling of
   ``scale_matrix``, ``rank_probit_matrix``) are ``map_blocks`` and stay lazy;
+- sums of groups of genes (``aggregate_genes``, behind ``cr.tl.map_orthologs``) are ``map_blocks``
+  and stay lazy;
 - column statistics (moments, ANOVA and HVG sums) add float64 per-chunk partials in a tree
   reduction and return numpy arrays, as scanpy computes its per-gene vectors.
 
@@ -23,7 +25,8 @@ from scipy import sparse
 
 import dask
 
-from .._validation import check_counts, check_finite
+from .._validation import check_counts, check_dask_layout, check_finite
+from ._aggregate import aggregate_genes
 from ._dask_blocks import DaskRowBlocks, block_threads, blockwise_sum, map_row_blocks, meta_like, row_bounds
 from ._hvg import batch_moments
 from ._moments import column_sums, grouped_column_moments, row_sums
@@ -102,6 +105,19 @@ def _(matrix, batches, n_batches, *, clip=None, expm1_scale=0.0, with_positives=
 
 
 # ---- per-row and element-wise transforms ---------------------------------------------------------
+
+
+@aggregate_genes.register(da.Array)
+def _(matrix, indicator):
+    """Lazy: every chunk of cells is aggregated by the in-memory function (same dtype and chunk format)."""
+    check_dask_layout(matrix)
+    return matrix.map_blocks(
+        aggregate_genes.in_memory,
+        indicator=indicator,
+        chunks=(matrix.chunks[0], (indicator.shape[1],)),
+        dtype=matrix.dtype,
+        meta=meta_like(matrix, matrix.dtype),
+    )
 
 
 def _normalize_block(block, *, target_sum, log, base, integer_dtype):

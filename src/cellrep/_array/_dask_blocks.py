@@ -230,12 +230,20 @@ def memory_budget() -> float:
     return PERSIST_MEMORY_FRACTION * psutil.virtual_memory().available
 
 
+def _stored_per_row(block) -> np.ndarray:
+    """Bytes of a CSR chunk's values and indices per row, as a 1 × 1 chunk."""
+    per_value = block.dtype.itemsize + block.indices.dtype.itemsize
+    return np.array([[block.nnz * per_value / max(block.shape[0], 1)]])
+
+
 def estimated_nbytes(array: da.Array) -> float:
     """Bytes of ``array`` in memory; CSR chunks are estimated from the first chunk (one chunk is read)."""
     if not sparse.issparse(array._meta):
         return float(array.size * array.dtype.itemsize)
-    first = array.blocks[0].compute()
-    per_row = (first.nnz * (first.dtype.itemsize + first.indices.dtype.itemsize)) / max(first.shape[0], 1)
+    # a new layer fused with the chunk's chain: computing the chunk itself put its key in two
+    # graphs with two task specs, which dask.distributed warns can cause deadlocks
+    sizes = array.map_blocks(_stored_per_row, chunks=(1, 1), dtype=np.float64, meta=np.empty((0, 0)))
+    per_row = float(sizes.blocks[0, 0].compute()[0, 0])
     return per_row * array.shape[0] + 8.0 * array.shape[0]
 
 

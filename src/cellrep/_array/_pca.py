@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from scipy import linalg
 from sklearn.utils.extmath import svd_flip
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._dispatch import array_function
 from ._pca_operator import CenteredScaledOperator, build_operator, column_mean_var
@@ -61,10 +62,16 @@ class PCAResult:
         return project_onto_pcs(matrix, self)
 
 
+@cache
+def _blas_controller() -> ThreadpoolController:
+    # built once: finding the loaded BLAS libraries took 3 ms per limit, 14 limits per PCA
+    return ThreadpoolController()
+
+
 @contextmanager
 def _single_threaded_blas():
     """Thin-block algebra runs faster on one BLAS thread than on contended ones (and is cheap)."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         yield
 
 

@@ -34,6 +34,12 @@ def add_annotate_parser(commands) -> None:
         help="obs column of the reference with the labels (default: cell_type)",
     )
     annotate.add_argument(
+        "--orthologs",
+        metavar="COLUMN",
+        help="var column of --reference naming each gene's one-to-one ortholog in the query's species "
+        "(cr.tl.map_orthologs), for a reference and a query of different species (default: none)",
+    )
+    annotate.add_argument(
         "--method",
         default="logreg",
         choices=("logreg", "centroid", "sctop"),
@@ -152,6 +158,19 @@ def _distributed_progress(client):
         thread.join()
 
 
+def in_query_species(reference, column: str):
+    """``reference`` with its genes renamed through the ``var`` column ``column`` (``--orthologs``)."""
+    import warnings
+
+    from ..tl import map_orthologs
+    from ._cli_checks import check_ortholog_column
+
+    check_ortholog_column(reference, column, "--reference")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # several genes with one ortholog: summed
+        return map_orthologs(reference, column)
+
+
 def annotate_command(args) -> int:
     import anndata as ad
 
@@ -162,6 +181,8 @@ def annotate_command(args) -> int:
 
     resolve_dask_arguments(args)
     reference = read_anndata(args.reference, "--reference")
+    if args.orthologs is not None:
+        reference = in_query_species(reference, args.orthologs)
     if not args.query.exists():
         raise InputError(f"--query {args.query}: no such file")
     try:
@@ -174,6 +195,13 @@ def annotate_command(args) -> int:
             f"--query {args.query} is not a readable AnnData .h5ad file or .zarr store "
             f"({type(error).__name__}: {error})"
         ) from error
+    if not reference.var_names.isin(query.var_names).any():
+        hint = (
+            "for two species pass --orthologs naming the var column of --reference with each gene's ortholog"
+        )
+        if args.orthologs is not None:
+            hint = f"check that --orthologs {args.orthologs!r} names genes in the query's species"
+        raise InputError(f"--reference and --query share no gene names; {hint}")
     with dask_scheduler(args.scheduler) if args.lazy else nullcontext():
         transfer_labels(reference, query, labels_key=args.labels, method=args.method)
     key = args.labels

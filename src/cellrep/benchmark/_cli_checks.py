@@ -95,17 +95,20 @@ def use_counts_layer(adata, layer: str | None, option: str, *, required: bool = 
         ) from error
 
 
+def check_ortholog_column(adata, column: str, option: str) -> None:
+    """The ``--orthologs`` column is a ``var`` column of ``adata`` (read from ``option``)."""
+    if column not in adata.var.columns:
+        columns = ", ".join(map(str, adata.var.columns[:20])) or "none"
+        raise InputError(f"--orthologs {column!r} is not a var column of {option} (var columns: {columns})")
+
+
 def check_tasks(args, data, query) -> None:
     """``--query``, ``--orthologs`` and ``--tasks`` agree, and the named columns exist."""
     requested = set(args.tasks) if args.tasks_given else set()
     if args.orthologs is not None:
         if query is None:
             raise InputError("--orthologs needs --query (the dataset in the ortholog species)")
-        if args.orthologs not in data.var.columns:
-            columns = ", ".join(map(str, data.var.columns[:20])) or "none"
-            raise InputError(
-                f"--orthologs {args.orthologs!r} is not a var column of --data (var columns: {columns})"
-            )
+        check_ortholog_column(data, args.orthologs, "--data")
         if "cross_dataset" in requested:
             raise InputError(
                 "with --orthologs the cross task is cross_species; drop cross_dataset from --tasks"
@@ -172,11 +175,6 @@ def load_inputs(args) -> Inputs:
     from ._lazy import read_lazy_input
 
     lazy = getattr(args, "lazy", False)
-    if lazy and args.orthologs is not None:
-        raise InputError(
-            "--orthologs does not work with --lazy yet (cr.tl.map_orthologs needs the counts in memory); "
-            "drop --lazy or --orthologs"
-        )
 
     def read(path, option, first_row=0):
         if lazy:

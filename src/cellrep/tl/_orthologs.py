@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._validation import check_matrix_type
+from .._array._aggregate import aggregate_genes
 
 DuplicateRule = Literal["sum", "first", "drop"]
 
@@ -61,18 +61,6 @@ def _aggregation_matrix(target_codes: np.ndarray, n_targets: int, kept: np.ndarr
     )
 
 
-def _aggregate(matrix, indicator: sparse.csc_matrix):
-    """``matrix @ indicator`` keeping the storage format and, where exact, the dtype."""
-    check_matrix_type(matrix)
-    dtype = matrix.dtype
-    if sparse.issparse(matrix):
-        fmt = matrix.format
-        result = (sparse.csr_matrix(matrix) @ indicator.astype(dtype)).asformat(fmt)
-        result.sort_indices()
-        return result
-    return np.asarray(matrix @ indicator.astype(dtype))
-
-
 def map_orthologs(
     adata,
     mapping: str | pd.DataFrame | Mapping[str, str] | pd.Series,
@@ -90,7 +78,9 @@ def map_orthologs(
     Parameters
     ----------
     adata
-        AnnData with genes in the source species (``var_names``).
+        AnnData with genes in the source species (``var_names``). ``X`` and the layers may be
+        dask arrays of CSR or dense chunks of cells (:func:`cellrep.read_lazy`): they are
+        mapped chunk by chunk and stay lazy.
     mapping
         The name of a ``var`` column holding each gene's ortholog (``''`` or missing means
         none, as ``'mouse_ortholog'`` in the Baron human data), a DataFrame of ortholog
@@ -106,6 +96,16 @@ def map_orthologs(
     A new AnnData with ``var_names`` in the target species, ``X`` and every layer mapped,
     ``var['source_gene']`` listing the source gene(s), and ``obs``, ``obsm``, ``obsp`` and
     ``uns`` copied. ``varm``, ``varp`` and ``raw`` are dropped (their genes no longer match).
+    Each matrix keeps its dtype and storage (dense, CSR or CSC, ``csr_matrix`` or ``csr_array``;
+    a dask array keeps its cell chunks).
+
+    Raises
+    ------
+    ValueError
+        For a ``mapping`` column that ``adata.var`` lacks, a mapping that names no gene of
+        ``adata``, or an unknown ``duplicates`` rule.
+    TypeError
+        For a dask array chunked along genes or with CSC chunks (the message says how to rechunk).
 
     Examples
     --------
@@ -152,10 +152,10 @@ def map_orthologs(
         index=pd.Index(target_index[used_targets].astype(str), name=None),
     )
     return ad.AnnData(
-        X=None if adata.X is None else _aggregate(adata.X, indicator),
+        X=None if adata.X is None else aggregate_genes(adata.X, indicator),
         obs=adata.obs.copy(),
         var=var,
-        layers={name: _aggregate(layer, indicator) for name, layer in adata.layers.items()},
+        layers={name: aggregate_genes(layer, indicator) for name, layer in adata.layers.items()},
         obsm=dict(adata.obsm.items()),
         obsp=dict(adata.obsp.items()),
         uns=adata.uns.copy(),
