@@ -24,7 +24,8 @@ def test_decoded_chunks_equal_the_stored_ones(dtype, kind):
     adata = _lazy(counts)
     cr.persist_counts(adata)
     held = adata.X.compute()
-    assert type(held) is type(counts) and held.dtype == counts.dtype
+    assert type(held) is type(counts)
+    assert held.dtype == counts.dtype
     assert adata.X.chunks == ((70, 70, 70, 70, 20), (80,))
     np.testing.assert_array_equal(held.toarray(), counts.toarray())
     # uint8 or uint16 values and uint16 gene indices: at most 4 bytes per stored value
@@ -92,7 +93,7 @@ def test_dense_chunks_and_layers():
 
 def test_refuses_what_it_cannot_hold():
     counts = sparse.csr_matrix(synthetic_counts(100, 30, seed=5).astype(np.float32))
-    with pytest.raises(ValueError, match="not in adata.layers"):
+    with pytest.raises(ValueError, match=r"not in adata\.layers"):
         cr.persist_counts(_lazy(counts), layer="missing")
     with pytest.raises(TypeError, match="read_lazy"):
         cr.persist_counts(make_adata(counts))
