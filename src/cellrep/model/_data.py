@@ -18,7 +18,7 @@ from torch.utils.data._utils.collate import default_convert
 
 from .._validation import check_counts, get_matrix, is_dask_array
 
-# cells read from disk for the statistics of the initialisation (about 100 MB of CSR at 2 500
+# cells read from disk for the statistics of the initialisation (about 400 MB of float32 CSR at 2 500
 # non-zeros per cell); the whole matrix when it has fewer cells
 STATISTICS_SAMPLE = 20_000
 SAMPLE_SEED = 0
