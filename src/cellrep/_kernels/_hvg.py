@@ -18,8 +18,8 @@ import numpy as np
 # A cell's values take few distinct levels (counts 1, 2, ... times its size factor): about 4
 # per cell, in some 70 runs, on 450 stored values of the benchmark's counts. A small cache keyed
 # by the value's bits keeps each un-logging (an expm1) for later entries: the moments of log
-# data then cost little more than those of plain values (13 vs 10 ms per 10 000-cell chunk,
-# where reusing only equal neighbours took 26 ms).
+# data then cost little more than those of plain values (18 vs 12 ms per 10 000-cell chunk,
+# where reusing only equal neighbours took 34 ms: benchmarks/profile_dask_tasks.py).
 CACHE_BITS = 6
 CACHE_SLOTS = 1 << CACHE_BITS
 
