@@ -5,7 +5,7 @@ Usage::
     python benchmarks/profile_dask_tasks.py STORE [--chunk-size 10000] [--workers 2]
 
 ``STORE`` is a zarr store written by ``bench_dask.py``. First, in this process on one thread,
-the best of 5 timings of the seurat HVG moments (``batch_moments`` with and without un-logging)
+the distinct log levels per cell and the best of 5 timings of the seurat HVG moments (``batch_moments`` with and without un-logging)
 on the first chunk, log-normalized. Then, on a ``LocalCluster`` (``--workers`` × 1 thread, 3 GB),
 cellrep's pipeline runs twice (``persist_counts`` → ``log_normalize`` → ``select_genes(hvg,
 seurat)`` → persist of the selected genes → ``tl.pca``); for the second, warm run every step
@@ -32,6 +32,12 @@ def kernel_timings(store: str, chunk_size: int) -> None:
     counts = cr.read_lazy(store, chunk_size=chunk_size).X.blocks[0].compute()
     logged = normalize_rows(counts, target_sum=1e4, log=True, copy=True)[0]
     batches = np.zeros(logged.shape[0], dtype=np.int64)
+    rows = [logged.data[logged.indptr[i] : logged.indptr[i + 1]] for i in range(logged.shape[0])]
+    print(
+        f"per cell: {np.mean([np.unique(row).size for row in rows]):.1f} distinct log levels in "
+        f"{np.mean([np.count_nonzero(np.diff(row)) + 1 for row in rows if row.size]):.1f} runs of "
+        f"{logged.nnz / logged.shape[0]:.0f} stored values"
+    )
     with numba_threads(1):
         for scale in (1.0, 0.0):
             batch_moments(logged, batches, 1, expm1_scale=scale)
